@@ -1,0 +1,243 @@
+"""Llama / Qwen2-family decoder in `flax.nnx`.
+
+Shape letters: B batch, T new tokens, S attended slots (cache or T), D model width, N query heads,
+K kv heads, G = N / K query heads per kv head, H head dim, F MLP width, V vocabulary.
+
+Every parameter carries `logical_axes` metadata (`vocab`, `embed`, `mlp`, `heads`, `kv_heads`,
+`head_dim`, `norm`, `score`); `prm_jax.sharding` maps them to mesh axes. Weights are stored in
+`config.param_dtype` and cast to `config.dtype` for compute; RMSNorm statistics, attention
+softmax and output logits/values are float32.
+"""
+
+from __future__ import annotations
+
+import math
+
+import jax
+import jax.numpy as jnp
+from flax import nnx
+
+from prm_jax.models.config import DecoderConfig
+from prm_jax.models.kv_cache import KVCache
+
+_MASK_VALUE = -0.7 * float(jnp.finfo(jnp.float32).max)
+
+
+def _param(rngs: nnx.Rngs, shape, axes, config: DecoderConfig, init: str = "normal"):
+    dtype = config.weight_dtype
+    if init == "normal":
+        value = 0.02 * jax.random.normal(rngs.params(), shape, jnp.float32)
+    elif init == "zeros":
+        value = jnp.zeros(shape, jnp.float32)
+    elif init == "ones":
+        value = jnp.ones(shape, jnp.float32)
+    else:
+        raise ValueError(f"unknown init {init!r}")
+    return nnx.Param(value.astype(dtype), logical_axes=tuple(axes))
+
+
+# ------------------------------------------------------------------------------------ RoPE
+def rope_inverse_frequencies(config: DecoderConfig) -> jax.Array:
+    """inv_freq[i] = theta^(-2i/H), then rescaled per `config.rope_scaling` (linear | llama3)."""
+    head_dim = config.dim_per_head
+    inv_freq = 1.0 / (config.rope_theta ** (jnp.arange(0, head_dim, 2, dtype=jnp.float32) / head_dim))
+    scaling = config.rope_scaling
+    if scaling is None:
+        return inv_freq
+    rope_type = scaling.get("rope_type", scaling.get("type"))
+    factor = float(scaling["factor"])
+    if rope_type == "linear":
+        return inv_freq / factor
+    # llama3: long wavelengths divided by `factor`, short ones kept, a smooth ramp in between.
+    low, high = float(scaling["low_freq_factor"]), float(scaling["high_freq_factor"])
+    old_len = float(scaling["original_max_position_embeddings"])
+    wavelen = 2 * math.pi / inv_freq
+    scaled = jnp.where(wavelen > old_len / low, inv_freq / factor, inv_freq)
+    smooth = (old_len / wavelen - low) / (high - low)
+    smoothed = (1 - smooth) * scaled / factor + smooth * scaled
+    medium = (wavelen >= old_len / high) & (wavelen <= old_len / low)
+    return jnp.where(medium, smoothed, scaled)
+
+
+def apply_rope(x_BxTxNxH: jax.Array, positions_BxT: jax.Array, inv_freq: jax.Array) -> jax.Array:
+    """HF "rotate half" RoPE: x·cos(pθ) + rotate_half(x)·sin(pθ), halves [x1, x2] → [−x2, x1]."""
+    angles_BxTxH2 = positions_BxT[..., None].astype(jnp.float32) * inv_freq[None, None, :]
+    cos = jnp.cos(angles_BxTxH2)[:, :, None, :]
+    sin = jnp.sin(angles_BxTxH2)[:, :, None, :]
+    x = x_BxTxNxH.astype(jnp.float32)
+    x1, x2 = jnp.split(x, 2, axis=-1)
+    out = jnp.concatenate([x1 * cos - x2 * sin, x2 * cos + x1 * sin], axis=-1)
+    return out.astype(x_BxTxNxH.dtype)
+
+
+# ------------------------------------------------------------------------------------ layers
+class RMSNorm(nnx.Module):
+    """y = x / sqrt(mean(x²) + eps) · scale, statistics in float32."""
+
+    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
+        self.eps = config.rms_norm_eps
+        self.scale = _param(rngs, (config.hidden_size,), ("norm",), config, "ones")
+
+    def __call__(self, x_BxTxD: jax.Array) -> jax.Array:
+        x = x_BxTxD.astype(jnp.float32)
+        x = x * jax.lax.rsqrt(jnp.mean(x * x, axis=-1, keepdims=True) + self.eps)
+        scale_11D = self.scale[...].astype(jnp.float32)[None, None, :]
+        return (scale_11D * x.astype(x_BxTxD.dtype)).astype(x_BxTxD.dtype)
+
+
+class Attention(nnx.Module):
+    """Grouped-query causal self-attention with RoPE and an optional KV cache."""
+
+    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
+        d, n, k, h = config.hidden_size, config.num_heads, config.num_kv_heads, config.dim_per_head
+        self.config = config
+        self.q_proj = _param(rngs, (d, n, h), ("embed", "heads", "head_dim"), config)
+        self.k_proj = _param(rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), config)
+        self.v_proj = _param(rngs, (d, k, h), ("embed", "kv_heads", "head_dim"), config)
+        self.o_proj = _param(rngs, (n, h, d), ("heads", "head_dim", "embed"), config)
+        if config.qkv_bias:
+            self.q_bias = _param(rngs, (n, h), ("heads", "head_dim"), config, "zeros")
+            self.k_bias = _param(rngs, (k, h), ("kv_heads", "head_dim"), config, "zeros")
+            self.v_bias = _param(rngs, (k, h), ("kv_heads", "head_dim"), config, "zeros")
+        if config.o_bias:
+            self.o_bias = _param(rngs, (d,), ("embed",), config, "zeros")
+
+    def _project(self, x_BxTxD, weight, bias_name):
+        dtype = self.config.compute_dtype
+        y = jnp.einsum("btd,dnh->btnh", x_BxTxD, weight[...].astype(dtype))
+        if self.config.qkv_bias:
+            y = y + getattr(self, bias_name)[...].astype(dtype)[None, None]
+        return y
+
+    def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv=None, write_at=None):
+        """Returns (output `[B,T,D]`, updated (keys, values) when `kv` is given else None).
+
+        `kv` holds this layer's cached `[B,S,K,H]` keys and values; the new tokens' keys and
+        values are written at slots `[write_at, write_at + T)` before attending.
+        """
+        cfg = self.config
+        q_BxTxNxH = apply_rope(self._project(x_BxTxD, self.q_proj, "q_bias"), positions_BxT, inv_freq)
+        k_BxTxKxH = apply_rope(self._project(x_BxTxD, self.k_proj, "k_bias"), positions_BxT, inv_freq)
+        v_BxTxKxH = self._project(x_BxTxD, self.v_proj, "v_bias")
+        new_kv = None
+        if kv is not None:
+            cache_k, cache_v = kv
+            start = (0, write_at, 0, 0)
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k_BxTxKxH.astype(cache_k.dtype), start)
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v_BxTxKxH.astype(cache_v.dtype), start)
+            new_kv = (cache_k, cache_v)
+            k_BxSxKxH, v_BxSxKxH = cache_k.astype(q_BxTxNxH.dtype), cache_v.astype(q_BxTxNxH.dtype)
+        else:
+            k_BxSxKxH, v_BxSxKxH = k_BxTxKxH, v_BxTxKxH
+        b, t, n, h = q_BxTxNxH.shape
+        k = cfg.num_kv_heads
+        q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, k, n // k, h)
+        logits_BxKxGxTxS = jnp.einsum(
+            "btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH, preferred_element_type=jnp.float32)
+        logits_BxKxGxTxS = logits_BxKxGxTxS * (h ** -0.5)
+        logits_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, _MASK_VALUE)
+        probs = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(v_BxSxKxH.dtype)
+        out_BxTxKxGxH = jnp.einsum("bkgts,bskh->btkgh", probs, v_BxSxKxH)
+        out_BxTxD = jnp.einsum(
+            "btnh,nhd->btd", out_BxTxKxGxH.reshape(b, t, n, h), self.o_proj[...].astype(cfg.compute_dtype))
+        if cfg.o_bias:
+            out_BxTxD = out_BxTxD + self.o_bias[...].astype(cfg.compute_dtype)[None, None]
+        return out_BxTxD, new_kv
+
+
+class MLP(nnx.Module):
+    """SwiGLU: down(silu(x·gate) ⊙ (x·up))."""
+
+    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
+        d, f = config.hidden_size, config.intermediate_size
+        self.dtype = config.compute_dtype
+        self.gate_proj = _param(rngs, (d, f), ("embed", "mlp"), config)
+        self.up_proj = _param(rngs, (d, f), ("embed", "mlp"), config)
+        self.down_proj = _param(rngs, (f, d), ("mlp", "embed"), config)
+
+    def __call__(self, x_BxTxD):
+        gate = x_BxTxD @ self.gate_proj[...].astype(self.dtype)
+        up = x_BxTxD @ self.up_proj[...].astype(self.dtype)
+        return (jax.nn.silu(gate) * up) @ self.down_proj[...].astype(self.dtype)
+
+
+class Block(nnx.Module):
+    """Pre-norm residual block: x + attn(norm(x)), then + mlp(norm(·))."""
+
+    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
+        self.input_norm = RMSNorm(config, rngs=rngs)
+        self.attn = Attention(config, rngs=rngs)
+        self.post_attn_norm = RMSNorm(config, rngs=rngs)
+        self.mlp = MLP(config, rngs=rngs)
+
+    def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv=None, write_at=None):
+        attn_out, new_kv = self.attn(
+            self.input_norm(x_BxTxD), positions_BxT, mask_BxTxS, inv_freq, kv, write_at)
+        x_BxTxD = x_BxTxD + attn_out
+        x_BxTxD = x_BxTxD + self.mlp(self.post_attn_norm(x_BxTxD))
+        return x_BxTxD, new_kv
+
+
+def positions_from_mask(mask_BxT: jax.Array, offset_B: jax.Array | None = None) -> jax.Array:
+    """RoPE positions: the count of real tokens before each token (pads get the next position)."""
+    positions = jnp.cumsum(mask_BxT.astype(jnp.int32), axis=1) - mask_BxT.astype(jnp.int32)
+    if offset_B is not None:
+        positions = positions + offset_B[:, None]
+    return positions
+
+
+class Decoder(nnx.Module):
+    """Token embedding → blocks → final RMSNorm. Returns hidden states `[B,T,D]`."""
+
+    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.embed = _param(rngs, (config.vocab_size, config.hidden_size), ("vocab", "embed"), config)
+        self.layers = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
+        self.final_norm = RMSNorm(config, rngs=rngs)
+
+    def __call__(self, tokens_BxT, *, mask_BxT=None, positions_BxT=None, cache: KVCache | None = None):
+        """Runs the decoder over `tokens_BxT`.
+
+        Args:
+          tokens_BxT: int token ids.
+          mask_BxT: True for real tokens, False for padding (default: all real).
+          positions_BxT: RoPE positions (default: from the mask, continuing after the cache).
+          cache: when given, the tokens are appended at slot `cache.length` and attend to every
+            valid cached slot before them; the updated cache is returned.
+        Returns:
+          (hidden `[B,T,D]` in compute dtype, updated cache or None).
+        """
+        cfg = self.config
+        b, t = tokens_BxT.shape
+        if mask_BxT is None:
+            mask_BxT = jnp.ones((b, t), bool)
+        mask_BxT = mask_BxT.astype(bool)
+        if positions_BxT is None:
+            positions_BxT = positions_from_mask(mask_BxT, cache.num_valid() if cache else None)
+        inv_freq = rope_inverse_frequencies(cfg)
+        if cache is None:
+            causal_TxS = jnp.tril(jnp.ones((t, t), bool))
+            mask_BxTxS = causal_TxS[None] & mask_BxT[:, None, :]
+            write_at = None
+        else:
+            if t > cache.max_len:
+                raise ValueError(f"{t} new tokens do not fit in a cache of {cache.max_len} slots")
+            write_at = cache.length
+            slots_S = jnp.arange(cache.max_len)
+            valid_BxS = jax.lax.dynamic_update_slice(cache.valid_BxS, mask_BxT, (0, write_at))
+            causal_TxS = slots_S[None, :] <= (write_at + jnp.arange(t))[:, None]
+            mask_BxTxS = causal_TxS[None] & valid_BxS[:, None, :]
+        x_BxTxD = jnp.take(self.embed[...], tokens_BxT, axis=0).astype(cfg.compute_dtype)
+        new_keys, new_values = [], []
+        for i, layer in enumerate(self.layers):
+            kv = (cache.keys[i], cache.values[i]) if cache is not None else None
+            x_BxTxD, new_kv = layer(x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv, write_at)
+            if new_kv is not None:
+                new_keys.append(new_kv[0])
+                new_values.append(new_kv[1])
+        hidden_BxTxD = self.final_norm(x_BxTxD)
+        if cache is None:
+            return hidden_BxTxD, None
+        new_cache = KVCache(keys=tuple(new_keys), values=tuple(new_values), valid_BxS=valid_BxS,
+                            length=cache.length + t)
+        return hidden_BxTxD, new_cache

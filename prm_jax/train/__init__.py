@@ -1,0 +1,1 @@
+"""Shared training machinery: sharded jitted steps, losses, optimizers."""

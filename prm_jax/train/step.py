@@ -1,0 +1,86 @@
+"""One jitted, sharded training step shared by every supervised and RL objective.
+
+The model is split into a static graph and a `Param` state; parameters and optimizer state are
+placed per `prm_jax.sharding` rules, batches split over (data, fsdp), and the step is compiled
+with explicit `in_shardings`/`out_shardings` and the old state donated.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Callable
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import optax
+from flax import nnx
+from jax.sharding import Mesh
+
+from prm_jax import sharding as sharding_lib
+
+LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, dict]]
+
+
+@flax.struct.dataclass
+class TrainState:
+    step: jax.Array
+    params: nnx.State
+    opt_state: Any
+
+
+class ShardedTrainer:
+    """Holds the graph definition, shardings and compiled step/forward for one model + optimizer."""
+
+    def __init__(self, model: nnx.Module, tx: optax.GradientTransformation, mesh: Mesh,
+                 loss_fn: LossFn, rules=sharding_lib.LOGICAL_RULES):
+        self.mesh, self.tx, self.loss_fn = mesh, tx, loss_fn
+        self.graphdef, params = nnx.split(model, nnx.Param)
+        param_shardings = sharding_lib.state_shardings(params, mesh, rules)
+        params = jax.device_put(params, param_shardings)
+        repl = sharding_lib.replicated(mesh)
+        # Parameter-shaped optimizer state (moments) is sharded like the parameters; the rest
+        # (step counts) is replicated.
+        opt_shardings = optax.tree_map_params(
+            tx, lambda _, sharding: sharding, jax.eval_shape(tx.init, params), param_shardings,
+            transform_non_params=lambda _: repl)
+        opt_state = jax.jit(tx.init, out_shardings=opt_shardings)(params)
+        self.state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), repl),
+                                params=params, opt_state=opt_state)
+        self.state_shardings = TrainState(step=repl, params=param_shardings, opt_state=opt_shardings)
+        batch_sh = sharding_lib.batch_sharding(mesh)
+        self._forward = jax.jit(
+            lambda params, tokens, mask: nnx.merge(self.graphdef, params)(tokens, mask_BxT=mask)[0],
+            in_shardings=(param_shardings, batch_sh, batch_sh),
+            out_shardings=sharding_lib.batch_sharding(mesh, 3))
+        self._step = jax.jit(self._train_step, in_shardings=(self.state_shardings, None),
+                             out_shardings=(self.state_shardings, repl), donate_argnums=0)
+
+    def model(self, state: TrainState | None = None) -> nnx.Module:
+        return nnx.merge(self.graphdef, (state or self.state).params)
+
+    def shard_batch(self, batch: dict) -> dict:
+        out = {}
+        for name, value in batch.items():
+            sharding_lib.check_batch_divisible(value.shape[0], self.mesh)
+            out[name] = jax.device_put(value, sharding_lib.batch_sharding(self.mesh, value.ndim))
+        return out
+
+    def _train_step(self, state: TrainState, batch: dict):
+        def loss_of(params):
+            return self.loss_fn(nnx.merge(self.graphdef, params), batch)
+
+        (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
+        params = optax.apply_updates(state.params, updates)
+        metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+    def forward(self, tokens_BxT, mask_BxT) -> jax.Array:
+        """Jitted sharded forward pass of the current parameters: float32 outputs `[B,T,...]`."""
+        batch = self.shard_batch({"tokens": tokens_BxT, "mask": mask_BxT})
+        return self._forward(self.state.params, batch["tokens"], batch["mask"])
+
+    def step(self, batch: dict) -> dict:
+        """Runs one optimizer step on `batch` (host or device arrays); returns device metrics."""
+        self.state, metrics = self._step(self.state, self.shard_batch(batch))
+        return metrics

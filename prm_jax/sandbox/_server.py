@@ -33,6 +33,8 @@ import types
 
 _FRAME = struct.Struct(">I")
 _PROGRAM_FILE = "<solution>"
+_DONE_RECORD = b"(('t', 'done'),)\n"
+_RES_FD, _SEN_FD = 1000, 1001
 
 
 # ----------------------------------------------------------------------------- framing
@@ -302,6 +304,21 @@ def compile_test(source, index):
 
 
 # ----------------------------------------------------------------------------- assert harness
+def _failing_line(exc, index, source):
+    """The deepest line of test `index` on the exception's traceback, for the report."""
+    try:
+        tb, lineno = exc.__traceback__, None
+        while tb is not None:
+            if tb.tb_frame.f_code.co_filename == f"<test {index}>":
+                lineno = tb.tb_lineno
+            tb = tb.tb_next
+        if lineno is None:
+            return ""
+        return source.splitlines()[lineno - 1].strip()[:200]
+    except Exception:
+        return ""
+
+
 def _harness(job, res_fd, sen_fd):
     """Runs in the forked child. Never returns."""
     _write, _read, _exit = os.write, os.read, os._exit
@@ -314,8 +331,23 @@ def _harness(job, res_fd, sen_fd):
     strict = job.get("strict", True)
     trusted = _make_trust(_stdlib_dirs())
 
+    import builtins as _builtins_module
+    _builtins_dict = _builtins_module.__dict__
+    _builtins_snapshot = dict(_builtins_dict)
+
+    def restore_builtins():
+        """Undoes any rebinding of builtins by the program before the harness relies on them."""
+        for key, value in _builtins_snapshot.items():
+            if _builtins_dict.get(key) is not value:
+                _builtins_dict[key] = value
+
     def emit(obj):
-        data = (_dumps(obj) + "\n").encode()
+        # %r of a tuple of str/int/float/bool/None uses type slots only: no module the program
+        # could have patched (json, builtins) is involved. The server parses it with literal_eval.
+        restore_builtins()
+        fields = ("t", "i", "ok", "kind", "msg", "s", "v")
+        record = tuple((k, obj[k]) for k in fields if k in obj)
+        data = ("%r\n" % (record,)).encode("utf-8", "replace")
         try:
             while data:
                 data = data[_write(res_fd, data):]
@@ -400,6 +432,7 @@ def _harness(job, res_fd, sen_fd):
     all_ok = True
     for i, code in enumerate(tests):
         t0 = _perf()
+        restore_builtins()
         try:
             scope = dict(test_ns)
             exec(code, scope)
@@ -407,6 +440,9 @@ def _harness(job, res_fd, sen_fd):
             emit({"t": "test", "i": i, "ok": True, "s": _perf() - t0})
         except _BaseException as e:
             kind, msg = describe(e)
+            line = _failing_line(e, i, job["tests"][i])
+            if line:
+                msg = f"{msg} at: {line}"[:600]
             all_ok = False
             emit({"t": "test", "i": i, "ok": False, "kind": kind, "msg": msg, "s": _perf() - t0})
             if job.get("stop_on_first_failure"):
@@ -426,16 +462,16 @@ def run_assert(job, rundir, sweep_all):
     pid = os.fork()
     if pid == 0:
         try:
-            os.close(r_res)
-            os.close(w_sen)
             os.chdir(rundir)
+            # Keep only the run's own pipes (moved out of the way of the program's usual fds);
+            # above all, the server's protocol fds must not be reachable from the program.
+            os.dup2(w_res, _RES_FD)
+            os.dup2(r_sen, _SEN_FD)
+            os.closerange(3, _RES_FD)
+            os.closerange(_SEN_FD + 1, 1 << 16)
             _child_limits(job)
             _redirect("/dev/null", out_path)
-            # Move the private pipes out of the way of the program's usual fds.
-            res_fd, sen_fd = os.dup(w_res), os.dup(r_sen)
-            os.close(w_res)
-            os.close(r_sen)
-            _harness(job, res_fd, sen_fd)
+            _harness(job, _RES_FD, _SEN_FD)
         finally:
             os._exit(71)
     os.close(w_res)
@@ -467,7 +503,7 @@ def run_assert(job, rundir, sweep_all):
             break
         if len(buf) < (1 << 22):
             buf += chunk
-        if w_sen is not None and b'{"t": "done"}\n' in buf:
+        if w_sen is not None and _DONE_RECORD in buf:
             try:
                 os.write(w_sen, sentinel.encode())
             except OSError:
@@ -488,8 +524,8 @@ def run_assert(job, rundir, sweep_all):
     records = []
     for line in buf.decode("utf-8", "replace").splitlines():
         try:
-            records.append(json.loads(line))
-        except ValueError:
+            records.append(dict(ast.literal_eval(line)))
+        except (ValueError, SyntaxError, TypeError, MemoryError, RecursionError):
             records.append({"t": "garbage"})
     return {"records": records, "sentinel": sentinel, "exit": exit_code, "timeout": timed_out,
             "output": output[-4096:], "output_limited": out_size >= int(job["output_limit_bytes"]),
@@ -534,6 +570,7 @@ def run_io(job, rundir, sweep_all):
         if pid == 0:
             try:
                 os.chdir(rundir)
+                os.closerange(3, 1 << 16)  # nothing of the server's stays reachable
                 _child_limits(job)
                 _redirect(in_path, out_path)
                 _run_script(job["program"])
@@ -571,6 +608,20 @@ def _wipe(path):
     os.makedirs(path, mode=0o700, exist_ok=True)
 
 
+def _wipe_tmp(keep):
+    for name in os.listdir("/tmp"):
+        path = os.path.join("/tmp", name)
+        if path == keep:
+            continue
+        if os.path.isdir(path) and not os.path.islink(path):
+            shutil.rmtree(path, ignore_errors=True)
+        else:
+            try:
+                os.unlink(path)
+            except OSError:
+                pass
+
+
 def main():
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open("/dev/null", os.O_RDWR)
@@ -579,6 +630,8 @@ def main():
     os.close(devnull)
     scratch = sys.argv[1] if len(sys.argv) > 1 else "/tmp/sandbox"
     sweep_all = len(sys.argv) > 2 and sys.argv[2] == "sweep_all"
+    # In a private /tmp (bubblewrap) everything there is the previous run's and is wiped.
+    private_tmp = len(sys.argv) > 3 and sys.argv[3] == "private_tmp"
     _set_subreaper()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     rundir = os.path.join(scratch, "run")
@@ -600,6 +653,8 @@ def main():
                 out = run_assert(job, rundir, sweep_all)
             else:
                 out = run_io(job, rundir, sweep_all)
+            if private_tmp:
+                _wipe_tmp(scratch)
             _wipe(rundir)
         except Exception as e:  # the server's own failure: an infrastructure error
             out = {"infra_error": f"{type(e).__name__}: {e}"}

@@ -100,7 +100,7 @@ def worker_command(level: str, uid: int, scratch: str) -> tuple[list[str], bool]
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev",
             "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp",
-            "--hostname", "sandbox", *python, "/tmp/sandbox", "sweep_all"]
+            "--hostname", "sandbox", *python, "/tmp/sandbox", "sweep_all", "private_tmp"]
         return cmd, True
     if level == "unshare":
         unshare = shutil.which("unshare")

@@ -36,7 +36,7 @@ from prm_jax.sandbox.types import ExecutionResult, Job, Limits, TestResult
 _FRAME = struct.Struct(">I")
 _log = logging.getLogger("prm_jax.sandbox")
 _START_TIMEOUT_S = 30.0
-_MARGIN_S = 10.0
+_MARGIN_S = 3.0
 
 
 class WorkerDied(RuntimeError):
@@ -114,6 +114,12 @@ class _Worker:
         return reply
 
     def kill(self) -> None:
+        """Stops the server (gracefully: EOF on its stdin; else SIGKILL) and reaps everything."""
+        try:
+            self.proc.stdin.close()
+            self.proc.wait(timeout=1.0)
+        except (OSError, subprocess.TimeoutExpired):
+            pass
         try:
             os.killpg(self.proc.pid, signal.SIGKILL)
         except (ProcessLookupError, PermissionError):
@@ -124,6 +130,7 @@ class _Worker:
             pass
         if isolation.is_root() and self.level == "rlimits":
             _kill_uid(self.uid)
+        _reap_orphans(self.uid)
         for f in (self.proc.stdin, self.proc.stdout):
             try:
                 f.close()
@@ -131,6 +138,43 @@ class _Worker:
                 pass
         self.stderr.close()
         shutil.rmtree(self.scratch, ignore_errors=True)
+
+
+def _become_subreaper() -> None:
+    """Orphaned sandbox processes reparent to this process (not to init), so we can reap them."""
+    try:
+        import ctypes
+        ctypes.CDLL(None, use_errno=True).prctl(36, 1, 0, 0, 0)  # PR_SET_CHILD_SUBREAPER
+    except (OSError, AttributeError):
+        pass
+
+
+def _reap_orphans(uid: int, timeout_s: float = 5.0) -> None:
+    """Kills and reaps our children owned by `uid` (orphans of a killed sandbox)."""
+    me = str(os.getpid())
+    deadline = time.monotonic() + timeout_s
+    while time.monotonic() < deadline:
+        mine = []
+        for name in os.listdir("/proc"):
+            if not name.isdigit():
+                continue
+            try:
+                if os.stat(f"/proc/{name}").st_uid != uid:
+                    continue
+                with open(f"/proc/{name}/stat") as f:
+                    ppid = f.read().rsplit(")", 1)[1].split()[1]
+            except (OSError, IndexError):
+                continue
+            if ppid == me:
+                mine.append(int(name))
+        if not mine:
+            return
+        for pid in mine:
+            try:
+                os.kill(pid, signal.SIGKILL)
+                os.waitpid(pid, 0)
+            except (ProcessLookupError, ChildProcessError):
+                pass
 
 
 def _kill_uid(uid: int) -> None:
@@ -191,11 +235,12 @@ class SandboxPool:
     """Runs `Job`s in parallel in warm sandboxes. Use as a context manager or call `close()`."""
 
     def __init__(self, *, workers: int | None = None, limits: Limits = Limits(),
-                 isolation_level: str = "auto", max_attempts: int = 3):
+                 isolation_level: str = "auto", max_attempts: int = 2):
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.limits = limits
         self.max_attempts = max_attempts
+        _become_subreaper()
         self.level = detect_level(isolation_level)
         isolation.announce(self.level)
         self.num_workers = workers or max(1, os.cpu_count() or 1)

@@ -56,7 +56,7 @@ def _signal_name(code: int) -> str:
         return f"signal {-code}"
 
 
-_LOAD_STATUS = {"syntax": "syntax_error", "memory": "memory", "bad_test": "infrastructure_error"}
+_LOAD_STATUS = {"syntax": "syntax_error", "memory": "memory"}
 
 
 def score_assert(job: Job, report: dict, limits: Limits) -> ExecutionResult:
@@ -72,33 +72,38 @@ def score_assert(job: Job, report: dict, limits: Limits) -> ExecutionResult:
         return ExecutionResult(id=job.id, status=status, tests=tuple(tests), message=message,
                                time_s=time_s, output_tail=tail)
 
-    if load is not None and not load.get("ok"):
-        kind = load.get("kind", "runtime")
-        if kind == "bad_test":
-            raise ValueError(f"job {job.id!r}: a test does not compile: {load.get('msg')}")
-        return result(_LOAD_STATUS.get(kind, "runtime_error"), f"program failed to load: {load.get('msg')}")
 
-    by_index: dict[int, dict] = {}
-    order_ok = True
-    for r in records:
-        if r.get("t") == "test":
-            i = r.get("i")
-            if not isinstance(i, int) or i in by_index or i != len(by_index):
-                order_ok = False
-            by_index.setdefault(i, r)
+    # The records must be exactly what an undisturbed harness writes: one load, tests 0..k-1
+    # in order, one done, one matching sentinel. Anything else was written by someone else.
+    kinds = [r.get("t") for r in records]
+    test_records = [r for r in records if r.get("t") == "test"]
+    well_formed = (
+        kinds.count("load") == 1 and kinds.count("done") <= 1 and kinds.count("sentinel") <= 1
+        and set(kinds) <= {"load", "test", "done", "sentinel"}
+        and [r.get("i") for r in test_records] == list(range(len(test_records)))
+        and len(test_records) <= n)
+    by_index = {r["i"]: r for r in test_records} if well_formed else {}
     tests = []
     for i in range(n):
         r = by_index.get(i)
         if r is None:
             tests.append(TestResult(index=i, passed=False, error="not_run"))
         else:
-            tests.append(TestResult(index=i, passed=bool(r.get("ok")), error="" if r.get("ok") else
-                                    str(r.get("kind", "runtime")), message=str(r.get("msg", ""))[:500],
-                                    time_s=float(r.get("s", 0.0))))
+            tests.append(TestResult(index=i, passed=bool(r.get("ok") is True),
+                                    error="" if r.get("ok") is True else str(r.get("kind", "runtime")),
+                                    message=str(r.get("msg", ""))[:500], time_s=float(r.get("s", 0.0))))
     sentinel_ok = any(r.get("t") == "sentinel" and r.get("v") == report.get("sentinel")
                       for r in records)
-    done = any(r.get("t") == "done" for r in records)
+    done = "done" in kinds
+    finished = len(test_records) == n or (
+        job.stop_on_first_failure and test_records and test_records[-1].get("ok") is not True)
 
+    if load is not None and not load.get("ok") and not report.get("timeout") and not \
+            report.get("output_limited"):
+        kind = load.get("kind", "runtime")
+        if kind == "bad_test":
+            raise ValueError(f"job {job.id!r}: a test does not compile: {load.get('msg')}")
+        return result(_LOAD_STATUS.get(kind, "runtime_error"), f"program failed to load: {load.get('msg')}")
     if report.get("timeout"):
         return result("timeout", f"wall-clock limit of {job.timeout_s or limits.timeout_s}s reached", tests)
     exit_code = report.get("exit")
@@ -109,10 +114,12 @@ def score_assert(job: Job, report: dict, limits: Limits) -> ExecutionResult:
         return result("memory", f"memory limit of {limits.memory_mb} MiB reached", tests)
     if exit_code == -signal.SIGXCPU:
         return result("timeout", "CPU time limit reached", tests)
-    complete = load is not None and done and sentinel_ok and order_ok and len(by_index) == n
+    complete = well_formed and done and sentinel_ok and finished
     if not complete:
         if load is None:
             why = "the program ended the harness before it loaded"
+        elif not well_formed:
+            why = "the harness's record stream was tampered with"
         elif not done:
             why = "the program ended the harness before all tests ran"
         else:

@@ -124,6 +124,9 @@ CASES = [
     ("patch_builtins", "import builtins\nbuiltins.isinstance = lambda *a: True\nbuiltins.bool = "
      "lambda x: True\nbuiltins.AssertionError = type('E', (Exception,), {})\n" + ADD.replace(
          "a + b", "a - b"), ADD_TESTS, {"failed"}),
+    ("patch_builtins_mid_test", "import builtins\nclass A:\n    def __eq__(self, o):\n        return True\n"
+     "def add(a, b):\n    builtins.type = lambda x: int\n    builtins.isinstance = lambda *a: False\n"
+     "    builtins.id = lambda x: 0\n    return A()\n", WRONG_TESTS, {"failed"}),
     ("patch_os_write_and_json", "import os, json\nos.write = lambda fd, b: len(b)\njson.dumps = "
      "lambda o: '{\"t\": \"test\", \"i\": 0, \"ok\": true}'\n" + ADD.replace("a + b", "a - b"),
      ADD_TESTS, {"failed"}),

@@ -20,7 +20,9 @@ compares outputs.
 
 import ast
 import ctypes
+import io
 import json
+import operator
 import os
 import resource
 import select
@@ -29,6 +31,7 @@ import signal
 import struct
 import sys
 import time
+import traceback
 import types
 
 _FRAME = struct.Struct(">I")
@@ -168,7 +171,6 @@ def _redirect(path_in, path_out):
     os.dup2(fd_out, 2)
     os.close(fd_in)
     os.close(fd_out)
-    import io
     sys.stdin = io.TextIOWrapper(io.FileIO(0, "r", closefd=False), encoding="utf-8", errors="replace")
     sys.stdout = io.TextIOWrapper(io.FileIO(1, "w", closefd=False), encoding="utf-8", errors="replace",
                                   line_buffering=False)
@@ -181,8 +183,21 @@ def _exit_status(status):
     return os.WEXITSTATUS(status)
 
 
+def _pidfd(pid):
+    try:
+        return os.pidfd_open(pid)
+    except (AttributeError, OSError):
+        return None
+
+
 def _wait_child(pid, deadline):
     """Waits for `pid` until `deadline`; returns (exit status or None on timeout, peak rss KiB)."""
+    pidfd = _pidfd(pid)
+    if pidfd is not None:
+        try:
+            select.select([pidfd], [], [], max(0.0, deadline - time.monotonic()))
+        finally:
+            os.close(pidfd)
     while True:
         try:
             wpid, status, usage = os.wait4(pid, os.WNOHANG)
@@ -214,42 +229,53 @@ def _stdlib_dirs():
     return tuple({sysconfig.get_paths()["stdlib"], sysconfig.get_paths()["platstdlib"]})
 
 
+_STDLIB_DIRS = _stdlib_dirs()
+
+
 def _make_trust(stdlib_dirs):
     """Returns trusted(x): x is built only from builtin/stdlib types (no program-defined class)."""
     cache = {}
+
+    # Builtins captured now: the program may rebind them (builtins.type = ...) mid-test.
+    _type, _isinstance, _id, _list, _set, _getattr = type, isinstance, id, list, set, getattr
+    _modules, _str_startswith = sys.modules, str.startswith
 
     def trusted_type(cls):
         hit = cache.get(cls)
         if hit is not None:
             return hit
         ok = True
-        for klass in cls.__mro__:
-            module = sys.modules.get(getattr(klass, "__module__", None) or "")
-            if klass.__module__ == "builtins":
+        for klass in _type.__dict__["__mro__"].__get__(cls):
+            name = _getattr(klass, "__module__", None)
+            if name == "builtins":
                 continue
-            path = getattr(module, "__file__", None) if module else None
-            if not path or not path.startswith(stdlib_dirs):
+            module = _modules.get(name) if name.__class__ is str else None
+            path = _getattr(module, "__file__", None) if module is not None else None
+            if path.__class__ is not str or not _str_startswith(path, stdlib_dirs):
                 ok = False
                 break
         cache[cls] = ok
         return ok
 
+    scalars = (int, float, complex, bool, str, bytes, type(None))
+    containers = (list, tuple, set, frozenset, dict)
+
     def trusted(x, _seen=None, _depth=0):
-        cls = type(x)
-        if cls in (int, float, complex, bool, str, bytes, type(None)):
+        cls = _type(x)
+        if cls in scalars:
             return True
         if not trusted_type(cls):
             return False
         if _depth > 200:
             return False
-        if isinstance(x, (list, tuple, set, frozenset, dict)):
-            _seen = _seen if _seen is not None else set()
-            if id(x) in _seen:
+        if _isinstance(x, containers):
+            _seen = _seen if _seen is not None else _set()
+            if _id(x) in _seen:
                 return True
-            _seen.add(id(x))
-            items = list(x.items()) if isinstance(x, dict) else x
+            _seen.add(_id(x))
+            items = _list(dict.items(x)) if _isinstance(x, dict) else _list(x)
             for item in items:
-                if isinstance(item, tuple) and isinstance(x, dict):
+                if _isinstance(item, tuple) and _isinstance(x, dict):
                     if not (trusted(item[0], _seen, _depth + 1) and trusted(item[1], _seen, _depth + 1)):
                         return False
                 elif not trusted(item, _seen, _depth + 1):
@@ -289,6 +315,20 @@ class _CompareRewriter(ast.NodeTransformer):
         return node
 
 
+_TEST_CACHE = {}
+
+
+def cached_test(source, index):
+    """compile_test, memoised in the server: RL workloads rerun the same tests constantly."""
+    key = (source, index)
+    code = _TEST_CACHE.get(key)
+    if code is None:
+        if len(_TEST_CACHE) > 8192:
+            _TEST_CACHE.clear()
+        code = _TEST_CACHE[key] = compile_test(source, index)
+    return code
+
+
 def compile_test(source, index):
     """Test source wrapped in a function whose parameters are the trust helpers."""
     tree = ast.parse(source, filename=f"<test {index}>")
@@ -322,14 +362,13 @@ def _failing_line(exc, index, source):
 def _harness(job, res_fd, sen_fd):
     """Runs in the forked child. Never returns."""
     _write, _read, _exit = os.write, os.read, os._exit
-    _dumps, _perf = json.dumps, time.perf_counter
+    _perf = time.perf_counter
     _BaseException, _isinstance, _type = BaseException, isinstance, type
-    import operator
     _ops = {"Eq": operator.eq, "NotEq": operator.ne, "Lt": operator.lt, "LtE": operator.le,
             "Gt": operator.gt, "GtE": operator.ge, "Is": operator.is_, "IsNot": operator.is_not,
             "In": lambda a, b: a in b, "NotIn": lambda a, b: a not in b}
     strict = job.get("strict", True)
-    trusted = _make_trust(_stdlib_dirs())
+    trusted = _make_trust(_STDLIB_DIRS)
 
     import builtins as _builtins_module
     _builtins_dict = _builtins_module.__dict__
@@ -344,7 +383,6 @@ def _harness(job, res_fd, sen_fd):
     def emit(obj):
         # %r of a tuple of str/int/float/bool/None uses type slots only: no module the program
         # could have patched (json, builtins) is involved. The server parses it with literal_eval.
-        restore_builtins()
         fields = ("t", "i", "ok", "kind", "msg", "s", "v")
         record = tuple((k, obj[k]) for k in fields if k in obj)
         data = ("%r\n" % (record,)).encode("utf-8", "replace")
@@ -357,9 +395,11 @@ def _harness(job, res_fd, sen_fd):
     class Untrusted(AssertionError):
         pass
 
+    _zip, _bool = zip, bool
+
     def cmp(names, left, rights):
         a = left
-        for name, b in zip(names, rights):
+        for name, b in _zip(names, rights):
             if strict and name not in ("Is", "IsNot") and not (trusted(a) and trusted(b)):
                 raise Untrusted(f"comparison {name} involves an object of program-defined type "
                                 f"{_type(a).__name__ if not trusted(a) else _type(b).__name__}")
@@ -371,7 +411,7 @@ def _harness(job, res_fd, sen_fd):
     def truth(x):
         if strict and not trusted(x):
             raise Untrusted(f"truth value of an object of program-defined type {_type(x).__name__}")
-        return bool(x)
+        return _bool(x)
 
     def describe(e):
         kind = "assertion" if _isinstance(e, AssertionError) else "runtime"
@@ -396,13 +436,7 @@ def _harness(job, res_fd, sen_fd):
     except _BaseException as e:  # SyntaxError, ValueError (null bytes), RecursionError, ...
         emit({"t": "load", "ok": False, "kind": "syntax", "msg": describe(e)[1]})
         _exit(0)
-    tests = []
-    try:
-        for i, source in enumerate(job["tests"]):
-            tests.append(compile_test(source, i))
-    except _BaseException as e:
-        emit({"t": "load", "ok": False, "kind": "bad_test", "msg": describe(e)[1]})
-        _exit(0)
+    tests = job["compiled_tests"]
     try:
         exec(code, namespace)
         if job.get("setup"):
@@ -454,6 +488,13 @@ def _harness(job, res_fd, sen_fd):
 
 
 def run_assert(job, rundir, sweep_all):
+    try:
+        job["compiled_tests"] = [cached_test(src, i) for i, src in enumerate(job["tests"])]
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        return {"records": [{"t": "load", "ok": False, "kind": "bad_test",
+                             "msg": f"{type(e).__name__}: {e}"}], "sentinel": "", "exit": 0,
+                "timeout": False, "output": "", "output_limited": False, "max_rss_kb": 0,
+                "clean": True}
     sentinel = os.urandom(16).hex()
     r_res, w_res = os.pipe()
     r_sen, w_sen = os.pipe()
@@ -479,28 +520,35 @@ def run_assert(job, rundir, sweep_all):
     buf = b""
     timed_out = False
     exit_code = rss = None
-    while True:
+    pidfd = _pidfd(pid)
+    eof = False
+    while not (eof and exit_code is not None):
         if exit_code is None:
             wpid, status, usage = os.wait4(pid, os.WNOHANG)
             if wpid == pid:
                 exit_code, rss = _exit_status(status), usage.ru_maxrss
+                if pidfd is not None:
+                    os.close(pidfd)
+                    pidfd = None
         remaining = deadline - time.monotonic()
         if remaining <= 0:
             timed_out = exit_code is None
             break
+        watch = [] if eof else [r_res]
+        if pidfd is not None:
+            watch.append(pidfd)
         # Once the child is gone, only drain what is already buffered: a leftover background
-        # process may hold the pipe open.
-        ready, _, _ = select.select([r_res], [], [], 0 if exit_code is not None else min(remaining, 0.02))
-        if not ready:
+        # process may hold the pipe open. Without a pidfd, poll the child every 2 ms.
+        wait = 0 if exit_code is not None else (remaining if pidfd is not None else min(remaining, 0.002))
+        ready, _, _ = select.select(watch, [], [], wait)
+        if r_res not in ready:
             if exit_code is not None:
                 break
             continue
         chunk = os.read(r_res, 1 << 16)
         if not chunk:
-            if exit_code is None:
-                exit_code, rss = _wait_child(pid, deadline)
-                timed_out = exit_code is None
-            break
+            eof = True
+            continue
         if len(buf) < (1 << 22):
             buf += chunk
         if w_sen is not None and _DONE_RECORD in buf:
@@ -510,6 +558,8 @@ def run_assert(job, rundir, sweep_all):
                 pass
             os.close(w_sen)
             w_sen = None
+    if pidfd is not None:
+        os.close(pidfd)
     os.close(r_res)
     if w_sen is not None:
         os.close(w_sen)
@@ -535,7 +585,6 @@ def run_assert(job, rundir, sweep_all):
 # ----------------------------------------------------------------------------- io harness
 def _run_script(program):
     """Child side of an IO test: run the program as __main__. Never returns."""
-    import traceback
     code = 0
     try:
         exec(compile(program, _PROGRAM_FILE, "exec"), {"__name__": "__main__",
@@ -622,6 +671,22 @@ def _wipe_tmp(keep):
                 pass
 
 
+# Imported once in the server so that forked children find them warm (HumanEval/MBPP-style
+# programs import these constantly; a cold `import typing` costs milliseconds per run).
+# Larger sets make every fork slower (page tables): 0.43 ms with these vs 0.9 ms with ~30 more.
+PRELOAD = ("typing", "math", "re", "collections", "itertools", "functools", "heapq", "bisect",
+           "string", "hashlib")
+
+
+def _preload():
+    import importlib
+    for name in PRELOAD:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            pass
+
+
 def main():
     proto_in, proto_out = os.dup(0), os.dup(1)
     devnull = os.open("/dev/null", os.O_RDWR)
@@ -633,6 +698,7 @@ def main():
     # In a private /tmp (bubblewrap) everything there is the previous run's and is wiped.
     private_tmp = len(sys.argv) > 3 and sys.argv[3] == "private_tmp"
     _set_subreaper()
+    _preload()
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     rundir = os.path.join(scratch, "run")
     _wipe(rundir)
@@ -648,7 +714,8 @@ def main():
             continue
         started = time.monotonic()
         try:
-            _wipe(rundir)
+            if not os.path.isdir(rundir) or os.listdir(rundir):
+                _wipe(rundir)
             if job["kind"] == "assert":
                 out = run_assert(job, rundir, sweep_all)
             else:

@@ -1,0 +1,136 @@
+"""Evaluate a JSONL file of programs in the sandbox.
+
+  python -m prm_jax.sandbox --in runs.jsonl --out results.jsonl [--workers N] [--timeout_s S]
+
+Input rows: {"id": str, "program": str, and either "tests": [assert statements...] (optional
+"setup": str) or "io": [{"input": str, "output": str}, ...]; optional "timeout_s": float}.
+Output rows, in input order: {"id", "passed", "status", "num_passed", "num_tests", "message",
+"time_s", "attempts", "tests": [{"index", "passed", "error", "message", "time_s"}], ...}.
+Every row is validated before anything runs; a malformed row is an error naming its line and
+field. Results go to `<out>.partial` and are renamed to `<out>` only when complete.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+import time
+
+from prm_jax.sandbox.pool import SandboxPool, validate_job
+from prm_jax.sandbox.types import Job, Limits
+
+_KNOWN = {"id", "program", "tests", "setup", "io", "timeout_s", "stop_on_first_failure", "strict"}
+
+
+class InputError(ValueError):
+    pass
+
+
+def parse_row(row, path: str, line_no: int, stop_on_first_failure: bool, strict: bool) -> Job:
+    where = f"{path}:{line_no}"
+    if not isinstance(row, dict):
+        raise InputError(f"{where}: expected a JSON object, got {type(row).__name__}")
+    unknown = sorted(set(row) - _KNOWN)
+    if unknown:
+        raise InputError(f"{where}: unknown fields {unknown}; expected {sorted(_KNOWN)}")
+    for field in ("id", "program"):
+        if not isinstance(row.get(field), str):
+            raise InputError(f"{where}: field {field!r} must be a string")
+    tests, io = row.get("tests"), row.get("io")
+    if (tests is None) == (io is None):
+        raise InputError(f"{where}: give exactly one of 'tests' or 'io'")
+    if tests is not None and (not isinstance(tests, list) or not tests or
+                              not all(isinstance(t, str) for t in tests)):
+        raise InputError(f"{where}: field 'tests' must be a non-empty list of strings")
+    pairs = ()
+    if io is not None:
+        if not isinstance(io, list) or not io:
+            raise InputError(f"{where}: field 'io' must be a non-empty list")
+        for i, pair in enumerate(io):
+            if (not isinstance(pair, dict) or not isinstance(pair.get("input"), str)
+                    or not isinstance(pair.get("output"), str)):
+                raise InputError(f"{where}: io[{i}] must be {{'input': str, 'output': str}}")
+        pairs = tuple((p["input"], p["output"]) for p in io)
+    timeout = row.get("timeout_s")
+    if timeout is not None and (not isinstance(timeout, (int, float)) or timeout <= 0):
+        raise InputError(f"{where}: field 'timeout_s' must be a positive number")
+    setup = row.get("setup", "")
+    if not isinstance(setup, str):
+        raise InputError(f"{where}: field 'setup' must be a string")
+    try:
+        job = Job(id=row["id"], program=row["program"], tests=tuple(tests or ()), setup=setup,
+                  io=pairs, timeout_s=float(timeout) if timeout else None,
+                  stop_on_first_failure=bool(row.get("stop_on_first_failure", stop_on_first_failure)),
+                  strict=bool(row.get("strict", strict)))
+        validate_job(job)
+        return job
+    except (TypeError, ValueError) as e:
+        raise InputError(f"{where}: {e}") from e
+
+
+def read_jobs(path: str, stop_on_first_failure: bool = False, strict: bool = True) -> list[Job]:
+    if not os.path.exists(path):
+        raise InputError(f"input file {path} does not exist")
+    jobs, seen = [], set()
+    with open(path) as f:
+        for line_no, line in enumerate(f, 1):
+            if not line.strip():
+                continue
+            try:
+                row = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise InputError(f"{path}:{line_no}: not valid JSON ({e})") from e
+            job = parse_row(row, path, line_no, stop_on_first_failure, strict)
+            if job.id in seen:
+                raise InputError(f"{path}:{line_no}: duplicate id {job.id!r}")
+            seen.add(job.id)
+            jobs.append(job)
+    return jobs
+
+
+def main(argv=None) -> int:
+    parser = argparse.ArgumentParser(prog="python -m prm_jax.sandbox", description=__doc__.split("\n")[0])
+    parser.add_argument("--in", dest="inp", required=True, help="input JSONL")
+    parser.add_argument("--out", required=True, help="output JSONL")
+    parser.add_argument("--workers", type=int, default=None, help="parallel sandboxes (default: CPUs)")
+    parser.add_argument("--timeout_s", type=float, default=Limits.timeout_s)
+    parser.add_argument("--memory_mb", type=int, default=Limits.memory_mb)
+    parser.add_argument("--output_limit_bytes", type=int, default=Limits.output_limit_bytes)
+    parser.add_argument("--stop_on_first_failure", action="store_true")
+    parser.add_argument("--no_strict", action="store_true",
+                        help="allow comparisons with program-defined types in assert tests")
+    parser.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "unshare", "rlimits"])
+    parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
+    args = parser.parse_args(argv)
+    if os.path.exists(args.out) and not args.overwrite:
+        print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
+        return 2
+    try:
+        jobs = read_jobs(args.inp, args.stop_on_first_failure, not args.no_strict)
+        limits = Limits(timeout_s=args.timeout_s, memory_mb=args.memory_mb,
+                        output_limit_bytes=args.output_limit_bytes)
+    except (InputError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    partial = args.out + ".partial"
+    start = time.monotonic()
+    counts: dict[str, int] = {}
+    with SandboxPool(workers=args.workers, limits=limits, isolation_level=args.isolation) as pool:
+        results = pool.run_many(jobs)
+    with open(partial, "w") as f:
+        for result in results:
+            counts[result.status] = counts.get(result.status, 0) + 1
+            f.write(json.dumps(result.to_dict()) + "\n")
+    os.replace(partial, args.out)
+    elapsed = time.monotonic() - start
+    passed = counts.get("passed", 0)
+    print(f"{len(results)} programs in {elapsed:.2f}s ({len(results) / max(elapsed, 1e-9):.1f}/s), "
+          f"isolation {pool.level}: {passed} passed; "
+          + ", ".join(f"{k} {v}" for k, v in sorted(counts.items())), file=sys.stderr)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -8,7 +8,8 @@ WORKDIR ?= runs/default
 
 .PHONY: run test install install-test clean
 
-$(VENV)/.runtime: requirements/lock-py311.txt setup.py
+$(VENV)/.runtime: requirements/lock-py311.txt setup.py scripts/install_system_deps.sh
+	bash scripts/install_system_deps.sh
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --disable-pip-version-check -r requirements/lock-py311.txt
 	$(PY) -m pip install -q --disable-pip-version-check --no-deps --no-build-isolation -e .

@@ -197,6 +197,9 @@ def _kill_uid(uid: int) -> None:
 
 def detect_level(requested: str = "auto") -> str:
     """The strongest isolation level that starts here (or `requested`, checked)."""
+    if requested != "auto" and requested not in isolation.LEVELS:
+        raise ValueError(f"unknown isolation level {requested!r}; expected 'auto' or one of "
+                         f"{isolation.LEVELS}")
     levels = isolation.LEVELS if requested == "auto" else (requested,)
     errors = []
     for level in levels:
@@ -289,11 +292,12 @@ class SandboxPool:
         return payload, host_timeout
 
     # -------------------------------------------------------------- public API
-    def run(self, job: Job) -> ExecutionResult:
+    def run(self, job: Job, *, _validated: bool = False) -> ExecutionResult:
         """Executes one job (blocking until a worker is free)."""
         if self._closed:
             raise RuntimeError("SandboxPool is closed")
-        validate_job(job)
+        if not _validated:
+            validate_job(job)
         payload, host_timeout = self._payload(job)
         slot, worker = self._acquire()
         try:
@@ -345,7 +349,7 @@ class SandboxPool:
             validate_job(job)
         results: list[ExecutionResult | None] = [None] * len(jobs)
         with concurrent.futures.ThreadPoolExecutor(self.num_workers) as executor:
-            futures = {executor.submit(self.run, job): i for i, job in enumerate(jobs)}
+            futures = {executor.submit(self.run, job, _validated=True): i for i, job in enumerate(jobs)}
             for future in concurrent.futures.as_completed(futures):
                 results[futures[future]] = future.result()
                 if on_result is not None:

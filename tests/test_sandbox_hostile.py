@@ -267,9 +267,7 @@ def test_io_programs_are_contained(pool):
 
 
 def test_host_is_unaffected_after_the_suite(pool):
-    # The machine still forks, allocates and runs sandboxed jobs normally.
-    pid = os.fork()
-    if pid == 0:
-        os._exit(0)
-    assert os.waitpid(pid, 0)[1] == 0
+    # The machine still starts processes and runs sandboxed jobs normally.
+    import subprocess
+    assert subprocess.run(["true"], timeout=10).returncode == 0
     assert pool.run(Job(id="ok", program=ADD, tests=ADD_TESTS)).passed

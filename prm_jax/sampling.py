@@ -246,12 +246,16 @@ class Sampler:
 
     # ------------------------------------------------------------------ generation
     def generate(self, prompts, config: SamplingConfig = SamplingConfig(), *, seed: int = 0,
-                 prefixes=None) -> SampleBatch:
+                 prefixes=None, detokenize: bool = True) -> SampleBatch:
         """Samples `config.n` continuations of each prompt.
 
         prefixes: optional partial responses (strings or token ids), one per prompt; generation
         continues after prompt + prefix and returns only the continuation.
+        detokenize: False skips texts and offsets (token ids and log-probs only); stop strings
+        need it.
         """
+        if config.stop_strings and not detokenize:
+            raise SamplingError("stop_strings need detokenize=True")
         ids = self.encode(prompts)
         if prefixes is not None:
             if len(prefixes) != len(ids):
@@ -323,7 +327,7 @@ class Sampler:
             if done.all() or step >= max_new:
                 break
         return self._collect(state, rows, n_prompts, n, row_prompt, row_sample, config,
-                             stopped_by_string)
+                             stopped_by_string, detokenize)
 
     def _place(self, array):
         if self.mesh is None:
@@ -348,7 +352,8 @@ class Sampler:
             hit[r] = any(s in text for s in stop_strings)
         return hit
 
-    def _collect(self, state, rows, n_prompts, n, row_prompt, row_sample, config, by_string):
+    def _collect(self, state, rows, n_prompts, n, row_prompt, row_sample, config, by_string,
+                 detokenize=True):
         tokens = np.asarray(state.tokens_BxN)
         lengths = np.asarray(state.length_B)
         lps = np.asarray(state.logprobs_BxN)
@@ -361,8 +366,8 @@ class Sampler:
             ids = tokens[r, :lengths[r]].tolist()
             reason = STOP_EOS if eos[r] else STOP_LENGTH
             text_ids = ids[:-1] if eos[r] else ids
-            offsets = token_char_offsets(self.tokenizer, text_ids)
-            text = self.tokenizer.decode(text_ids)
+            offsets = token_char_offsets(self.tokenizer, text_ids) if detokenize else []
+            text = self.tokenizer.decode(text_ids) if detokenize else ""
             if config.stop_strings:
                 cut = min((i for i in (text.find(s) for s in config.stop_strings) if i >= 0),
                           default=-1)
@@ -371,7 +376,7 @@ class Sampler:
                     keep = sum(1 for start, _ in offsets if start < cut)
                     ids, text_ids, text = ids[:keep], text_ids[:keep], text[:cut]
                     offsets = [(s, min(e, cut)) for s, e in offsets[:keep]]
-            if eos[r] and reason == STOP_EOS:
+            if eos[r] and reason == STOP_EOS and detokenize:
                 offsets = offsets + [(len(text), len(text))]  # the EOS token spans no text
             out.prompt_index.append(int(row_prompt[r]))
             out.sample_index.append(int(row_sample[r]))

@@ -1,0 +1,146 @@
+"""Sampler throughput and its fraction of the memory-bandwidth roofline, next to HF `generate`.
+
+  python experiments/sampler_benchmark.py --shape tiny --batch 1,8,32 --prompt_len 128 --new_tokens 128
+  python experiments/sampler_benchmark.py --shape qwen2.5-0.5b --dtype bfloat16 \\
+      --batch 1,32,256 --prompt_len 128 --new_tokens 256        # on a GPU
+
+Random weights with the real model's shapes (speed does not depend on the values). For each
+batch size it prints generated tokens/s of prm_jax's Sampler (temperature 1, every sequence runs
+the full length), the roofline tokens/s — batch / (bytes read per decode step / bandwidth), where
+a step reads every parameter once and the whole KV cache — and the fraction reached; with torch
+installed, transformers' `generate` on the same shapes in the same run. `--bandwidth_gbs`
+defaults to a measured device-to-device copy.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+
+import jax  # noqa: E402
+import jax.numpy as jnp  # noqa: E402
+
+from prm_jax.models import DecoderConfig, build_model, count_params  # noqa: E402
+from prm_jax.sampling import Sampler, SamplingConfig  # noqa: E402
+from prm_jax.tokenizer import load_tokenizer  # noqa: E402
+
+SHAPES = {
+    "tiny": dict(model_type="llama", vocab_size=1024, hidden_size=128, intermediate_size=384,
+                 num_layers=2, num_heads=4, num_kv_heads=2, tie_word_embeddings=True),
+    "small": dict(model_type="qwen2", vocab_size=8192, hidden_size=512, intermediate_size=1536,
+                  num_layers=8, num_heads=8, num_kv_heads=2, qkv_bias=True, tie_word_embeddings=True),
+    "qwen2.5-0.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=896,
+                         intermediate_size=4864, num_layers=24, num_heads=14, num_kv_heads=2,
+                         rope_theta=1e6, tie_word_embeddings=True, qkv_bias=True),
+    "qwen2.5-1.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=1536,
+                         intermediate_size=8960, num_layers=28, num_heads=12, num_kv_heads=2,
+                         rope_theta=1e6, tie_word_embeddings=True, qkv_bias=True),
+}
+
+
+def measured_bandwidth_gbs() -> float:
+    """Device copy bandwidth: read + write of a 256 MiB buffer."""
+    x = jnp.ones((64 << 20,), jnp.float32)
+    copy = jax.jit(lambda a: a * 1.0001)
+    copy(x).block_until_ready()
+    reps, start = 10, time.perf_counter()
+    for _ in range(reps):
+        x = copy(x)
+    x.block_until_ready()
+    return 2 * x.nbytes * reps / (time.perf_counter() - start) / 1e9
+
+
+def roofline_tokens_per_s(config: DecoderConfig, n_params: int, batch: int, prompt_len: int,
+                          new_tokens: int, bandwidth_gbs: float) -> float:
+    param_bytes = n_params * jnp.dtype(config.param_dtype).itemsize
+    kv_per_token = 2 * config.num_layers * config.num_kv_heads * config.dim_per_head * \
+        jnp.dtype(config.dtype).itemsize
+    mean_context = prompt_len + new_tokens / 2
+    step_bytes = param_bytes + batch * mean_context * kv_per_token
+    return batch / (step_bytes / (bandwidth_gbs * 1e9))
+
+
+def bench_ours(model, tokenizer, batch, prompt_len, new_tokens, chunk):
+    sampler = Sampler(model, tokenizer, chunk=chunk, batch_multiple=1)
+    rng = np.random.default_rng(0)
+    prompts = [rng.integers(3, min(model.config.vocab_size, 1000), prompt_len).tolist()
+               for _ in range(batch)]
+    config = SamplingConfig(temperature=1.0, max_new_tokens=new_tokens, eos_ids=())
+    sampler.generate(prompts, config, detokenize=False)  # compile
+    start = time.perf_counter()
+    out = sampler.generate(prompts, config, seed=1, detokenize=False)
+    seconds = time.perf_counter() - start
+    assert all(len(t) == new_tokens for t in out.token_ids)
+    return batch * new_tokens / seconds
+
+
+def bench_hf(shape: dict, batch, prompt_len, new_tokens, dtype):
+    try:
+        import torch
+        import transformers
+    except ImportError:
+        return None
+    cls = transformers.Qwen2Config if shape["model_type"] == "qwen2" else transformers.LlamaConfig
+    hf_config = cls(vocab_size=shape["vocab_size"], hidden_size=shape["hidden_size"],
+                    intermediate_size=shape["intermediate_size"],
+                    num_hidden_layers=shape["num_layers"], num_attention_heads=shape["num_heads"],
+                    num_key_value_heads=shape["num_kv_heads"],
+                    tie_word_embeddings=shape.get("tie_word_embeddings", False))
+    device = "cuda" if torch.cuda.is_available() else "cpu"
+    torch_dtype = torch.bfloat16 if (dtype == "bfloat16" and device == "cuda") else torch.float32
+    model = transformers.AutoModelForCausalLM.from_config(hf_config, torch_dtype=torch_dtype).to(device).eval()
+    ids = torch.randint(3, 1000, (batch, prompt_len), device=device)
+    kwargs = dict(do_sample=True, max_new_tokens=new_tokens, min_new_tokens=new_tokens,
+                  pad_token_id=0, eos_token_id=None)
+    with torch.no_grad():
+        model.generate(ids, **dict(kwargs, max_new_tokens=4, min_new_tokens=4))
+        if device == "cuda":
+            torch.cuda.synchronize()
+        start = time.perf_counter()
+        model.generate(ids, **kwargs)
+        if device == "cuda":
+            torch.cuda.synchronize()
+    return batch * new_tokens / (time.perf_counter() - start)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
+    parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
+    parser.add_argument("--batch", default="1,8,32")
+    parser.add_argument("--prompt_len", type=int, default=128)
+    parser.add_argument("--new_tokens", type=int, default=128)
+    parser.add_argument("--chunk", type=int, default=64)
+    parser.add_argument("--bandwidth_gbs", type=float, default=None)
+    parser.add_argument("--no_hf", action="store_true")
+    args = parser.parse_args()
+    config = DecoderConfig(**SHAPES[args.shape], dtype=args.dtype, param_dtype=args.dtype,
+                           max_position_embeddings=args.prompt_len + args.new_tokens + 64)
+    model = build_model(config)
+    n_params = count_params(model)
+    bandwidth = args.bandwidth_gbs or measured_bandwidth_gbs()
+    tokenizer = load_tokenizer("builtin")
+    device = jax.devices()[0]
+    print(f"{args.shape}: {n_params / 1e6:.1f}M params, {args.dtype}, device {device.device_kind} "
+          f"({device.platform}), bandwidth {bandwidth:.0f} GB/s, prompt {args.prompt_len}, "
+          f"new {args.new_tokens}")
+    print(f"{'batch':>6s} {'prm_jax tok/s':>14s} {'roofline tok/s':>15s} {'fraction':>9s} "
+          f"{'HF tok/s':>10s} {'speedup':>8s}")
+    for batch in [int(b) for b in args.batch.split(",")]:
+        ours = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens, args.chunk)
+        roof = roofline_tokens_per_s(config, n_params, batch, args.prompt_len, args.new_tokens,
+                                     bandwidth)
+        hf = None if args.no_hf else bench_hf(SHAPES[args.shape], batch, args.prompt_len,
+                                              args.new_tokens, args.dtype)
+        hf_text = f"{hf:10.1f} {ours / hf:7.1f}x" if hf else f"{'-':>10s} {'-':>8s}"
+        print(f"{batch:6d} {ours:14.1f} {roof:15.1f} {ours / roof:9.2f} {hf_text}")
+
+
+if __name__ == "__main__":
+    main()

@@ -20,25 +20,15 @@ import sys
 import tempfile
 import time
 
-SHAPES = {
-    "qwen2.5-0.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=896,
-                         intermediate_size=4864, num_layers=24, num_heads=14, num_kv_heads=2,
-                         rope_theta=1e6, tie_word_embeddings=True, qkv_bias=True),
-    "qwen2.5-1.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=1536,
-                         intermediate_size=8960, num_layers=28, num_heads=12, num_kv_heads=2,
-                         rope_theta=1e6, tie_word_embeddings=True, qkv_bias=True),
-}
-
-
 def write_checkpoint(shape: str, path: str) -> int:
     import numpy as np
     import ml_dtypes
 
-    from prm_jax.models.config import DecoderConfig
     from prm_jax.models.hf import tensor_specs
+    from prm_jax.models.presets import preset
     from prm_jax.models.safetensors_io import write_safetensors
 
-    config = DecoderConfig(**SHAPES[shape])
+    config = preset(shape)
     specs = tensor_specs(config, "lm")
     rng = np.random.default_rng(0)
     bf16 = np.dtype(ml_dtypes.bfloat16)
@@ -76,7 +66,7 @@ def load_and_measure(path: str, param_dtype: str) -> dict:
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shape", default="qwen2.5-0.5b", choices=sorted(SHAPES))
+    parser.add_argument("--shape", default="qwen2.5-0.5b", choices=["qwen2.5-0.5b", "qwen2.5-1.5b"])
     parser.add_argument("--param_dtype", default="bfloat16", choices=["bfloat16", "float32"])
     parser.add_argument("--_load", help=argparse.SUPPRESS)
     args = parser.parse_args()

@@ -27,22 +27,9 @@ import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
 
 from prm_jax.models import DecoderConfig, build_model, count_params  # noqa: E402
+from prm_jax.models.presets import PRESETS, preset  # noqa: E402
 from prm_jax.sampling import Sampler, SamplingConfig  # noqa: E402
 from prm_jax.tokenizer import load_tokenizer  # noqa: E402
-
-SHAPES = {
-    "tiny": dict(model_type="llama", vocab_size=1024, hidden_size=128, intermediate_size=384,
-                 num_layers=2, num_heads=4, num_kv_heads=2, tie_word_embeddings=True),
-    "small": dict(model_type="qwen2", vocab_size=8192, hidden_size=512, intermediate_size=1536,
-                  num_layers=8, num_heads=8, num_kv_heads=2, qkv_bias=True, tie_word_embeddings=True),
-    "qwen2.5-0.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=896,
-                         intermediate_size=4864, num_layers=24, num_heads=14, num_kv_heads=2,
-                         rope_theta=1e6, tie_word_embeddings=True, qkv_bias=True),
-    "qwen2.5-1.5b": dict(model_type="qwen2", vocab_size=151936, hidden_size=1536,
-                         intermediate_size=8960, num_layers=28, num_heads=12, num_kv_heads=2,
-                         rope_theta=1e6, tie_word_embeddings=True, qkv_bias=True),
-}
-
 
 def measured_bandwidth_gbs() -> float:
     """Device copy bandwidth: read + write of a 256 MiB buffer."""
@@ -111,7 +98,7 @@ def bench_hf(shape: dict, batch, prompt_len, new_tokens, dtype):
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("--shape", default="tiny", choices=sorted(SHAPES))
+    parser.add_argument("--shape", default="tiny", choices=sorted(PRESETS))
     parser.add_argument("--dtype", default="float32", choices=["float32", "bfloat16"])
     parser.add_argument("--batch", default="1,8,32")
     parser.add_argument("--prompt_len", type=int, default=128)
@@ -120,8 +107,8 @@ def main():
     parser.add_argument("--bandwidth_gbs", type=float, default=None)
     parser.add_argument("--no_hf", action="store_true")
     args = parser.parse_args()
-    config = DecoderConfig(**SHAPES[args.shape], dtype=args.dtype, param_dtype=args.dtype,
-                           max_position_embeddings=args.prompt_len + args.new_tokens + 64)
+    config = preset(args.shape, dtype=args.dtype, param_dtype=args.dtype,
+                    max_position_embeddings=args.prompt_len + args.new_tokens + 64)
     model = build_model(config)
     n_params = count_params(model)
     bandwidth = args.bandwidth_gbs or measured_bandwidth_gbs()
@@ -136,7 +123,7 @@ def main():
         ours = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens, args.chunk)
         roof = roofline_tokens_per_s(config, n_params, batch, args.prompt_len, args.new_tokens,
                                      bandwidth)
-        hf = None if args.no_hf else bench_hf(SHAPES[args.shape], batch, args.prompt_len,
+        hf = None if args.no_hf else bench_hf(PRESETS[args.shape], batch, args.prompt_len,
                                               args.new_tokens, args.dtype)
         hf_text = f"{hf:10.1f} {ours / hf:7.1f}x" if hf else f"{'-':>10s} {'-':>8s}"
         print(f"{batch:6d} {ours:14.1f} {roof:15.1f} {ours / roof:9.2f} {hf_text}")

@@ -11,16 +11,19 @@ import ml_collections
 from absl import logging
 
 from prm_jax import config_utils, sharding
+from prm_jax.data.problem import ProblemError
+from prm_jax.sampling import SamplingError
 from prm_jax.models import config as model_config, hf
 
 # stage name -> "module:function(config, workdir) -> dict of results".
 STAGES = {
     "model_check": "prm_jax.model_check:run",
+    "evaluate": "prm_jax.eval_stage:run",
 }
 
 # Errors caused by the user's input, reported without a traceback.
 USER_ERRORS = (config_utils.ConfigKeyError, model_config.ConfigError, sharding.ShardingError,
-               hf.CheckpointError, FileNotFoundError)
+               hf.CheckpointError, FileNotFoundError, ProblemError, SamplingError)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:

@@ -10,10 +10,10 @@ import pytest
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 
 
-def _launch(tmp_path, *overrides, devices=1):
+def _launch(tmp_path, *overrides, devices=1, config="configs/default.py"):
     env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
                JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "prm_jax.main", "--config=configs/default.py",
+    cmd = [sys.executable, "-m", "prm_jax.main", f"--config={config}",
            f"--workdir={tmp_path}", *overrides]
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
@@ -53,3 +53,16 @@ def test_tokenizer_model_mismatch(tmp_path):
     proc = _launch(tmp_path, "--config.model.vocab_size=100", "--config.train_steps=1")
     assert proc.returncode != 0
     assert "tokenizer has 1024 tokens but the model's vocab_size is 100" in proc.stderr
+
+
+def test_eval_config_samples_and_scores(tmp_path):
+    proc = _launch(tmp_path, "--config.eval.max_problems=6", "--config.eval.n=2",
+                   "--config.eval.max_new_tokens=24", "--config.eval.ks=(1,2)",
+                   config="configs/eval_synthetic.py")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())["evaluate"]
+    assert summary["problems"] == 6 and summary["samples"] == 12
+    assert 0.0 <= summary["pass@1"] <= 1.0 and "by_horizon" in summary
+    samples = (tmp_path / "samples.jsonl").read_text().splitlines()
+    assert len(samples) == 12
+    assert len((tmp_path / "eval_results.jsonl").read_text().splitlines()) == 6

@@ -1,0 +1,49 @@
+"""Stage `evaluate`: sample completions from the configured model and score them (pass@k).
+
+Reads `config.eval`: dataset/problems (as for `python -m prm_jax.evaluate`), max_problems,
+n samples per problem, ks, temperature, top_p, max_new_tokens, stop_strings. Writes
+`samples.jsonl` (task_id, completion) and `eval_results.jsonl` (per problem) to the workdir and
+returns the summary.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+
+from prm_jax import sharding
+from prm_jax.data import sources
+from prm_jax.evaluate import evaluate
+from prm_jax.models.factory import model_from_config
+from prm_jax.sampling import Sampler, SamplingConfig
+from prm_jax.tokenizer import load_tokenizer
+
+
+def run(config, workdir: str) -> dict:
+    cfg = config.eval
+    tokenizer = load_tokenizer(config.tokenizer)
+    mesh = sharding.make_mesh(config.mesh.to_dict())
+    model = model_from_config(config, tokenizer, mesh=mesh)
+    problems, report = sources.load(cfg.dataset, cfg.problems or None)
+    if cfg.max_problems:
+        problems = problems[: cfg.max_problems]
+    sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.n,
+                              max_new_tokens=cfg.max_new_tokens,
+                              stop_strings=tuple(cfg.stop_strings))
+    sampler = Sampler(model, tokenizer, mesh=mesh)
+    out = sampler.generate([p.prompt for p in problems], sampling, seed=config.seed)
+    samples: dict[str, list[str]] = {}
+    for i, text in zip(out.prompt_index, out.texts):
+        samples.setdefault(problems[i].task_id, []).append(text)
+    with open(os.path.join(workdir, "samples.jsonl"), "w") as f:
+        for task_id, texts in samples.items():
+            for text in texts:
+                f.write(json.dumps({"task_id": task_id, "completion": text}) + "\n")
+    result = evaluate(problems, samples, cfg.ks, timeout_s=cfg.timeout_s)
+    with open(os.path.join(workdir, "eval_results.jsonl"), "w") as f:
+        for row in result["problems"]:
+            f.write(json.dumps(row) + "\n")
+    summary = dict(result["summary"], source=report.summary(),
+                   stop_reasons={r: out.stop_reasons.count(r) for r in set(out.stop_reasons)})
+    print(json.dumps({k: v for k, v in summary.items() if k.startswith("pass@")}))
+    return summary

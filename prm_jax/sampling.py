@@ -227,11 +227,12 @@ class Sampler:
             self.params = jax.device_put(self.params, sharding.state_shardings(self.params, mesh))
 
     # ------------------------------------------------------------------ tokenisation
-    def encode(self, prompts) -> list[list[int]]:
+    def encode(self, prompts, *, special_tokens: bool = True) -> list[list[int]]:
+        """Token ids of strings (or validated id lists); special tokens (BOS) only if asked."""
         out = []
         for i, p in enumerate(prompts):
             if isinstance(p, str):
-                out.append(list(self.tokenizer(p)["input_ids"]))
+                out.append(list(self.tokenizer(p, add_special_tokens=special_tokens)["input_ids"]))
             elif isinstance(p, (list, tuple, np.ndarray)):
                 ids = [int(t) for t in p]
                 if any(t < 0 or t >= self.config.vocab_size for t in ids):
@@ -260,7 +261,8 @@ class Sampler:
         if prefixes is not None:
             if len(prefixes) != len(ids):
                 raise SamplingError(f"{len(prefixes)} prefixes for {len(ids)} prompts")
-            pre = [[] if (isinstance(p, str) and not p) else self.encode([p])[0] for p in prefixes]
+            pre = [[] if (isinstance(p, str) and not p) else self.encode([p], special_tokens=False)[0]
+                   for p in prefixes]
             ids = [a + b for a, b in zip(ids, pre)]
         eos = config.eos_ids
         if eos is None:

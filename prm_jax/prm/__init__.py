@@ -1,0 +1,2 @@
+"""Process reward model: automatic line labels (binary search, Monte Carlo, mutation), training
+and scoring."""

@@ -26,3 +26,32 @@ def next_token_loss(model, batch) -> tuple[jax.Array, dict]:
     count = jnp.maximum(weights.sum(), 1.0)
     loss = -(logp_BxTm1 * weights).sum() / count
     return loss, {"loss": loss, "tokens": weights.sum()}
+
+
+def prm_mse_loss(model, batch) -> tuple[jax.Array, dict]:
+    """Mean squared error between the scalar head and line labels in {+1, 0, −1}, on line-end
+    (reward) tokens only: Σ m_t (v_t − y_t)² / Σ m_t (PSGPO's choice)."""
+    values, _ = model(batch["tokens"], mask_BxT=batch["mask"].astype(bool))
+    weights = batch["target_mask"].astype(jnp.float32)
+    count = jnp.maximum(weights.sum(), 1.0)
+    loss = (weights * (values - batch["targets"]) ** 2).sum() / count
+    correct = weights * (jnp.sign(values) == jnp.sign(batch["targets"])) * (batch["targets"] != 0)
+    nonzero = jnp.maximum((weights * (batch["targets"] != 0)).sum(), 1.0)
+    return loss, {"loss": loss, "line_accuracy": correct.sum() / nonzero, "lines": weights.sum()}
+
+
+def prm_bce_loss(model, batch) -> tuple[jax.Array, dict]:
+    """Binary cross-entropy of sigmoid(v_t) against (y_t + 1) / 2 on non-neutral line-end tokens."""
+    values, _ = model(batch["tokens"], mask_BxT=batch["mask"].astype(bool))
+    weights = batch["target_mask"].astype(jnp.float32) * (batch["targets"] != 0)
+    labels = (batch["targets"] + 1.0) / 2.0
+    per_token = optax_sigmoid_bce(values, labels)
+    count = jnp.maximum(weights.sum(), 1.0)
+    loss = (weights * per_token).sum() / count
+    correct = weights * ((values > 0) == (labels > 0.5))
+    return loss, {"loss": loss, "line_accuracy": correct.sum() / count, "lines": weights.sum()}
+
+
+def optax_sigmoid_bce(logits, labels):
+    """−[y log σ(x) + (1−y) log(1−σ(x))], computed stably."""
+    return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))

@@ -1,0 +1,181 @@
+"""The supervised loop shared by SFT and PRM training.
+
+One jitted, sharded step (`ShardedTrainer`, loss chosen by name from `LOSSES`), AdamW with
+linear warm-up and cosine decay, global-norm clipping, a grain data iterator (shuffled, repeated,
+sharded by process), orbax checkpoints that hold parameters, optimizer state, step and the data
+iterator state — so a killed run resumes onto the same trajectory — JSONL + TensorBoard metrics,
+a progress bar with ETA and periodic evaluation.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import time
+from typing import Callable, Sequence
+
+import grain.python as grain
+import jax
+import numpy as np
+import optax
+import orbax.checkpoint as ocp
+from tqdm import tqdm
+
+from prm_jax.train import losses
+from prm_jax.train.step import ShardedTrainer
+
+LOSSES = {
+    "next_token": losses.next_token_loss,
+    "prm_mse": losses.prm_mse_loss,
+    "prm_bce": losses.prm_bce_loss,
+}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LoopConfig:
+    steps: int
+    batch_size: int
+    learning_rate: float = 1e-3
+    warmup_steps: int = 20
+    weight_decay: float = 0.01
+    clip_norm: float = 1.0
+    checkpoint_every: int = 100
+    eval_every: int = 0  # 0 = only at the end
+    log_every: int = 10
+    seed: int = 0
+
+    def __post_init__(self):
+        if self.steps < 1 or self.batch_size < 1:
+            raise ValueError("steps and batch_size must be positive")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be positive, got {self.learning_rate}")
+
+
+def make_optimizer(config: LoopConfig) -> tuple[optax.GradientTransformation, optax.Schedule]:
+    """clip(global norm) → AdamW with warm-up to `learning_rate`, then cosine decay to 10%."""
+    warmup = min(config.warmup_steps, max(1, config.steps - 1))
+    schedule = optax.warmup_cosine_decay_schedule(
+        init_value=0.0, peak_value=config.learning_rate, warmup_steps=warmup,
+        decay_steps=max(config.steps, warmup + 1), end_value=0.1 * config.learning_rate)
+    tx = optax.chain(optax.clip_by_global_norm(config.clip_norm),
+                     optax.adamw(schedule, weight_decay=config.weight_decay))
+    return tx, schedule
+
+
+class MetricsWriter:
+    """Appends metrics to `metrics.jsonl` and TensorBoard under `tb/`."""
+
+    def __init__(self, workdir: str, prefix: str):
+        from tensorboardX import SummaryWriter
+
+        self.prefix = prefix
+        self.path = os.path.join(workdir, "metrics.jsonl")
+        self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+
+    def write(self, step: int, metrics: dict) -> None:
+        row = {"step": step, **{f"{self.prefix}/{k}": float(v) for k, v in metrics.items()}}
+        with open(self.path, "a") as f:
+            f.write(json.dumps(row) + "\n")
+        for k, v in metrics.items():
+            self.tb.add_scalar(f"{self.prefix}/{k}", float(v), step)
+        self.tb.flush()
+
+    def close(self):
+        self.tb.close()
+
+
+def _loader(examples: Sequence[dict], batch_size: int, seed: int) -> grain.DataLoader:
+    if len(examples) < batch_size:
+        raise ValueError(f"{len(examples)} examples are fewer than one batch of {batch_size}")
+    sampler = grain.IndexSampler(
+        num_records=len(examples),
+        shard_options=grain.ShardOptions(shard_index=jax.process_index(),
+                                         shard_count=jax.process_count(), drop_remainder=True),
+        shuffle=True, num_epochs=None, seed=seed)
+    return grain.DataLoader(data_source=list(examples), sampler=sampler, worker_count=0,
+                            operations=[grain.Batch(batch_size, drop_remainder=True)])
+
+
+def train(model, examples: Sequence[dict], *, loss: str, config: LoopConfig, mesh, workdir: str,
+          name: str, evaluate: Callable | None = None, stop_after: int | None = None):
+    """Trains `model` on `examples` (dicts of equally shaped arrays); resumes from `workdir/name`.
+
+    Returns (trained model, final metrics). `stop_after` ends the run early after that many
+    steps of this invocation (used to test kill-and-resume).
+    """
+    if loss not in LOSSES:
+        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
+    loader = _loader(examples, config.batch_size, config.seed)
+    run_dir = os.path.join(workdir, name)
+    os.makedirs(run_dir, exist_ok=True)
+    tx, schedule = make_optimizer(config)
+    trainer = ShardedTrainer(model, tx, mesh, LOSSES[loss])
+    iterator = iter(loader)
+    manager = ocp.CheckpointManager(os.path.join(run_dir, "checkpoints"),
+                                    options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+    start = 0
+    if manager.latest_step() is not None:
+        abstract = jax.tree.map(
+            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), trainer.state)
+        restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
+            state=ocp.args.StandardRestore(abstract), data=grain.PyGrainCheckpointRestore(iterator)))
+        trainer.state = restored["state"]
+        start = int(trainer.state.step)
+    writer = MetricsWriter(run_dir, name)
+
+    def save(step):
+        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(trainer.state),
+                                                   data=grain.PyGrainCheckpointSave(iterator)),
+                     force=True)
+
+    last: dict = {}
+    pending = None
+    bar = tqdm(total=config.steps, initial=start, desc=name, unit="step", dynamic_ncols=True,
+               mininterval=2.0)
+    t0 = time.perf_counter()
+    ran = 0
+    for step in range(start, config.steps):
+        batch = next(iterator)
+        metrics = trainer.step(batch)
+        if pending is not None:  # read step t−1's metrics after dispatching step t
+            _log(writer, bar, *pending, schedule, config)
+        pending = (step, metrics)
+        bar.update(1)
+        ran += 1
+        if (step + 1) % config.checkpoint_every == 0 and step + 1 < config.steps:
+            save(step + 1)
+        if config.eval_every and (step + 1) % config.eval_every == 0 and evaluate is not None:
+            writer.write(step + 1, evaluate(trainer.model()))
+        if stop_after is not None and ran >= stop_after:
+            break
+    if pending is not None:
+        last = _log(writer, bar, *pending, schedule, config, force=True)
+    finished = int(trainer.state.step) >= config.steps
+    if finished:
+        save(config.steps)
+    manager.wait_until_finished()
+    bar.close()
+    result = dict(last, steps=int(trainer.state.step), seconds=time.perf_counter() - t0)
+    if finished and evaluate is not None:
+        final = evaluate(trainer.model())
+        writer.write(config.steps, final)
+        result.update(final)
+    writer.close()
+    return trainer.model(), result
+
+
+def _log(writer, bar, step, metrics, schedule, config, force=False) -> dict:
+    if not force and step % config.log_every:
+        return {}
+    values = {k: float(v) for k, v in jax.device_get(metrics).items()}
+    values["learning_rate"] = float(schedule(step))
+    writer.write(step + 1, values)
+    bar.set_postfix(loss=f"{values['loss']:.4f}")
+    return values
+
+
+def pad_to(array: np.ndarray, length: int, value=0) -> np.ndarray:
+    if len(array) > length:
+        raise ValueError(f"sequence of {len(array)} tokens exceeds seq_len={length}")
+    return np.concatenate([array, np.full(length - len(array), value, array.dtype)])

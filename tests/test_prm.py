@@ -1,0 +1,65 @@
+"""PRM pieces: metrics against simple oracles, PRM loss on line-end tokens, scoring and pictures."""
+
+import numpy as np
+import pytest
+
+from prm_jax.models import DecoderConfig, build_model
+from prm_jax.prm import metrics as M
+from prm_jax.prm.score import render_html, render_png, score_lines
+from prm_jax.tokenizer import load_tokenizer
+from prm_jax.train.examples import prm_example
+
+
+def test_auroc_against_pairwise_definition():
+    rng = np.random.default_rng(0)
+    scores = rng.integers(0, 5, 200).astype(float)  # many ties
+    pos = rng.random(200) < 0.4
+    pairs = [(1.0 if a > b else 0.5 if a == b else 0.0) for a in scores[pos] for b in scores[~pos]]
+    assert M.auroc(scores, pos) == pytest.approx(np.mean(pairs))
+    assert np.isnan(M.auroc([1, 2], [True, True]))
+
+
+def test_line_metrics_and_baselines():
+    labels = [[1, 1, -1, -1], [1, 0, 1, 1], [-1, -1]]
+    perfect = [[0.9, 0.8, -0.7, -0.9], [0.5, 0.0, 0.6, 0.9], [-0.5, -0.4]]
+    m = M.line_metrics(perfect, labels)
+    assert m["line_accuracy"] == 1.0 and m["auroc"] == 1.0 and m["first_error_accuracy"] == 1.0
+    assert m["lines"] == 9 and m["failing_responses"] == 2
+    base = M.baseline_metrics(labels, labels)
+    assert base["majority"]["auroc"] == 0.5
+    assert 0 <= base["position"]["auroc"] <= 1
+
+
+def test_prm_example_targets_sit_on_line_end_tokens():
+    tok = load_tokenizer()
+    row = {"response_id": "r", "prompt": "def f(xs):\n",
+           "response": "    xs = [x + 1 for x in xs]\n    # done\n\n    return xs\n",
+           "lines": [{"label": 1}, {"label": 0}, {"label": -1}]}
+    ex = prm_example(tok, row, 64)
+    positions = np.nonzero(ex["target_mask"])[0]
+    assert len(positions) == 3
+    np.testing.assert_array_equal(ex["targets"][positions], [1, 0, -1])
+    ids = ex["tokens"][: ex["mask"].sum()]
+    for pos in positions:
+        assert "\n" in tok.decode([int(ids[pos])])
+
+
+def test_scores_and_pictures(tmp_path):
+    tok = load_tokenizer()
+    config = DecoderConfig(vocab_size=1024, hidden_size=32, intermediate_size=64, num_layers=1,
+                           num_heads=2, num_kv_heads=1)
+    prm = build_model(config, head="scalar", seed=0)
+    responses = ["    a = 1\n    return a\n", "    # only a comment\n\n    return 0"]
+    scores = score_lines(prm, tok, ["def f():\n", "def g():\n"], responses, batch_size=4)
+    assert [len(s) for s in scores] == [2, 2]
+    # Same values as a direct forward pass at the reward tokens.
+    values, _ = prm(np.asarray([tok("def f():\n")["input_ids"] +
+                                tok(responses[0], add_special_tokens=False)["input_ids"]], np.int32))
+    ids = tok(responses[0], add_special_tokens=False)["input_ids"]
+    p = len(tok("def f():\n")["input_ids"])
+    newline_tokens = [i for i, t in enumerate(ids) if "\n" in tok.decode([t])]
+    np.testing.assert_allclose(scores[0], np.asarray(values[0])[[p + i for i in newline_tokens]], atol=1e-5)
+    page = render_html(responses[0], [0.9, -0.8], title="demo <x>")
+    assert "rgb(" in page and "&lt;x&gt;" in page and "+0.90" in page
+    render_png(responses[0], [0.9, -0.8], str(tmp_path / "lines.png"), title="demo")
+    assert (tmp_path / "lines.png").stat().st_size > 1000

@@ -5,7 +5,7 @@ Kept short on purpose: it parses the config and hands it to `prm_jax.run.run`.
 
 import sys
 
-from absl import app, flags
+from absl import app, flags, logging
 from ml_collections import config_flags
 
 from prm_jax import config_utils, run
@@ -24,6 +24,8 @@ def _parse_flags(argv):
 
 
 def main(argv):
+    if not flags.FLAGS["verbosity"].present:  # library INFO logs (orbax, XLA) drown the progress
+        logging.set_verbosity(logging.WARNING)
     if len(argv) > 1:
         sys.exit(f"error: unexpected arguments {argv[1:]}")
     if _CONFIG.value is None or _WORKDIR.value is None:

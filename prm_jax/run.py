@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 import json
 import os
+import time
 
 import jax
 import ml_collections
@@ -19,6 +20,11 @@ from prm_jax.models import config as model_config, hf
 STAGES = {
     "model_check": "prm_jax.model_check:run",
     "evaluate": "prm_jax.eval_stage:run",
+    "sft": "prm_jax.pipeline:sft",
+    "sample": "prm_jax.pipeline:sample",
+    "label": "prm_jax.pipeline:label",
+    "prm_train": "prm_jax.pipeline:prm_train",
+    "prm_eval": "prm_jax.pipeline:prm_eval",
 }
 
 # Errors caused by the user's input, reported without a traceback.
@@ -40,7 +46,10 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for stage in config.stages:
         module, function = STAGES[stage].split(":")
         logging.info("stage %s", stage)
+        start = time.perf_counter()
         results[stage] = getattr(importlib.import_module(module), function)(config, workdir)
-    with open(os.path.join(workdir, "summary.json"), "w") as f:
-        json.dump(results, f, indent=2, default=str)
+        results[stage]["stage_seconds"] = round(time.perf_counter() - start, 1)
+        # Written after every stage, so a partial run still leaves its summary.
+        with open(os.path.join(workdir, "summary.json"), "w") as f:
+            json.dump(results, f, indent=2, default=str)
     return results

@@ -19,7 +19,7 @@ def _launch(tmp_path, *overrides, devices=1, config="configs/default.py"):
 
 
 def test_default_config_runs_sharded(tmp_path):
-    proc = _launch(tmp_path, "--config.train_steps=6", "--config.mesh.data=2",
+    proc = _launch(tmp_path, "--config.stages=('model_check',)", "--config.train_steps=6", "--config.mesh.data=2",
                    "--config.mesh.fsdp=2", "--config.mesh.tensor=2", devices=8)
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads((tmp_path / "summary.json").read_text())["model_check"]
@@ -43,14 +43,15 @@ def test_default_config_runs_sharded(tmp_path):
     ("--config.init_from=/no/such/checkpoint", "does not exist"),
 ])
 def test_bad_config_is_a_clear_error(tmp_path, override, message):
-    proc = _launch(tmp_path, override, "--config.train_steps=1")
+    proc = _launch(tmp_path, "--config.stages=('model_check',)", override, "--config.train_steps=1")
     assert proc.returncode != 0
     assert message in proc.stderr, proc.stderr[-2000:]
     assert "Traceback" not in proc.stderr
 
 
 def test_tokenizer_model_mismatch(tmp_path):
-    proc = _launch(tmp_path, "--config.model.vocab_size=100", "--config.train_steps=1")
+    proc = _launch(tmp_path, "--config.stages=('model_check',)", "--config.model.vocab_size=100",
+                   "--config.train_steps=1")
     assert proc.returncode != 0
     assert "tokenizer has 1024 tokens but the model's vocab_size is 100" in proc.stderr
 
@@ -66,3 +67,40 @@ def test_eval_config_samples_and_scores(tmp_path):
     samples = (tmp_path / "samples.jsonl").read_text().splitlines()
     assert len(samples) == 12
     assert len((tmp_path / "eval_results.jsonl").read_text().splitlines()) == 6
+
+
+def test_default_pipeline_end_to_end_small(tmp_path):
+    """SFT → sample → label → PRM train → PRM eval, shrunk to run in about a minute."""
+    proc = _launch(
+        tmp_path, "--config.data.num_train=64", "--config.data.num_test=8",
+        "--config.data.max_horizon=3", "--config.sft.steps=30", "--config.sft.checkpoint_every=10",
+        "--config.sample.num_problems=8", "--config.sample.n=2", "--config.sample.max_new_tokens=48",
+        "--config.label.k=2", "--config.label.mc_responses=3", "--config.label.mutation_responses=4",
+        "--config.prm.steps=10", "--config.prm.batch_size=4", "--config.prm.heldout_fraction=0.5",
+        "--config.model.num_layers=1", "--config.model.hidden_size=64",
+        "--config.model.intermediate_size=128")
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    summary = json.loads((tmp_path / "summary.json").read_text())
+    assert set(summary) == {"sft", "sample", "label", "prm_train", "prm_eval"}
+    assert "by_horizon" in summary["sft"]["test"]
+    assert summary["sample"]["responses"] == 16
+    assert summary["label"]["binary_search"]["responses"] == 16
+    assert 0.0 <= summary["label"]["agreement"]["line_agreement"] <= 1.0
+    assert "auroc" in summary["prm_eval"]["prm"] and "position" in summary["prm_eval"]["baselines"]
+    for name in ("policy/config.json", "prm/config.json", "labels_binary_search.jsonl",
+                 "labels_monte_carlo.jsonl", "labels_mutation.jsonl", "responses.jsonl"):
+        assert (tmp_path / name).exists(), name
+    # A second run resumes: nothing is retrained or relabelled.
+    again = _launch(tmp_path, "--config.data.num_train=64", "--config.data.num_test=8",
+                    "--config.data.max_horizon=3", "--config.sft.steps=30",
+                    "--config.sample.num_problems=8", "--config.sample.n=2",
+                    "--config.sample.max_new_tokens=48", "--config.label.k=2",
+                    "--config.label.mc_responses=3", "--config.label.mutation_responses=4",
+                    "--config.prm.steps=10", "--config.prm.batch_size=4",
+                    "--config.prm.heldout_fraction=0.5", "--config.model.num_layers=1",
+                    "--config.model.hidden_size=64", "--config.model.intermediate_size=128")
+    assert again.returncode == 0, again.stderr[-3000:]
+    resumed = json.loads((tmp_path / "summary.json").read_text())
+    assert resumed["sft"]["resumed"] and resumed["prm_train"]["resumed"]
+    assert resumed["label"]["binary_search"] == {**summary["label"]["binary_search"],
+                                                 "seconds": resumed["label"]["binary_search"]["seconds"]}

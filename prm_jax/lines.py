@@ -54,11 +54,19 @@ def split_lines(response: str) -> list[Line]:
     return lines
 
 
-def prefix_through(response: str, lines: Sequence[Line], m: int) -> str:
-    """The response text up to and including step line m−1's newline (m = 0 → "")."""
+def prefix_through(response: str, lines: Sequence[Line], m: int, *, newline: bool = False) -> str:
+    """The response text through step line m−1 (m = 0 → "").
+
+    By default the prefix stops *before* that line's newline: BPE vocabularies merge a newline
+    with the next line's indentation (`\n    `), so a prefix ending in a bare newline is a
+    token boundary the policy never produced (it reads as "end of response"). The continuation
+    then starts with the newline. `newline=True` includes it.
+    """
     if m <= 0:
         return ""
     line = lines[m - 1]
+    if not newline:
+        return response[: line.end]
     return response[: line.end + 1] if line.has_newline else response[: line.end] + "\n"
 
 

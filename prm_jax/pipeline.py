@@ -247,10 +247,18 @@ def prm_eval(config, workdir: str) -> dict:
     scores = score_lines(prm, tokenizer, [r["prompt"] for r in test_rows],
                          [r["response"] for r in test_rows])
     labels = [[l["label"] for l in r["lines"]] for r in test_rows]
+    train_labels = [[l["label"] for l in r["lines"]] for r in train_rows]
     result = {"heldout_responses": len(test_rows),
               "prm": metrics_lib.line_metrics(scores, labels),
-              "baselines": metrics_lib.baseline_metrics(
-                  labels, [[l["label"] for l in r["lines"]] for r in train_rows])}
+              "baselines": metrics_lib.baseline_metrics(labels, train_labels)}
+    # The informative subset: failing responses the policy could have revised (the empty prefix
+    # is solvable), where the first error is not simply "the first line".
+    revised = [i for i, r in enumerate(test_rows) if not r["passed"] and r["empty_prefix_solvable"]]
+    if revised:
+        sub_labels = [labels[i] for i in revised]
+        result["revised"] = {"responses": len(revised),
+                             "prm": metrics_lib.line_metrics([scores[i] for i in revised], sub_labels),
+                             "baselines": metrics_lib.baseline_metrics(sub_labels, train_labels)}
     failing = [i for i, r in enumerate(test_rows) if not r["passed"] and 0 < (r["first_error_line"] or 0)]
     if failing:
         i = failing[0]
@@ -259,9 +267,13 @@ def prm_eval(config, workdir: str) -> dict:
         render_png(test_rows[i]["response"], scores[i], os.path.join(workdir, "prm_lines.png"), title)
         with open(os.path.join(workdir, "prm_lines.html"), "w") as f:
             f.write(render_html(test_rows[i]["response"], scores[i], title))
-    p, b = result["prm"], result["baselines"]
-    print(f"PRM held-out: AUROC {p['auroc']:.3f} (position baseline {b['position']['auroc']:.3f}), "
-          f"first-error accuracy {p['first_error_accuracy']:.3f} (position "
-          f"{b['position']['first_error_accuracy']:.3f}, majority {b['majority']['first_error_accuracy']:.3f})")
+    for name, part in (("all", result), ("revised", result.get("revised"))):
+        if part is None:
+            continue
+        p, b = part["prm"], part["baselines"]
+        print(f"PRM held-out ({name}): AUROC {p['auroc']:.3f} (position baseline "
+              f"{b['position']['auroc']:.3f}), first-error accuracy {p['first_error_accuracy']:.3f} "
+              f"(position {b['position']['first_error_accuracy']:.3f}, majority "
+              f"{b['majority']['first_error_accuracy']:.3f})")
     logging.info("prm_eval done")
     return result

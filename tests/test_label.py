@@ -36,7 +36,8 @@ class ScriptedPolicy:
             m = sum(1 for line in prefix.split("\n") if line.strip())
             ok = m <= self.recoverable[problem.task_id]
             start = self.sampled_per.get((problem.task_id, prefix), 0)
-            texts = ["    return 1  # OK\n" if (ok and start + j == self.k - 1) else "    return 0\n"
+            lead = "\n" if m else ""
+            texts = [lead + ("    return 1  # OK\n" if (ok and start + j == self.k - 1) else "    return 0\n")
                      for j in range(n)]
             self.sampled_per[(problem.task_id, prefix)] = start + n
             out.append(texts)
@@ -125,7 +126,8 @@ class ReferencePolicy:
         for problem, prefix in requests:
             m = sum(1 for line in prefix.split("\n") if line.strip())
             ref = problem.reference.splitlines(keepends=True)
-            out.append(["".join(ref[m:])] * 1 + ["    return None\n"] * (n - 1))
+            lead = "\n" if m else ""  # prefixes stop before their last newline
+            out.append([lead + "".join(ref[m:])] + [lead + "    return None\n"] * (n - 1))
         return out
 
 

@@ -26,8 +26,10 @@ def test_split_lines():
     assert all(CODE[l.start:l.end] == l.text for l in lines)
     assert lines[-1].has_newline is False and lines[0].has_newline
     assert L.prefix_through(CODE, lines, 0) == ""
-    assert L.prefix_through(CODE, lines, 3) == CODE[: CODE.index("for x in xs:\n") + 13]
-    assert L.prefix_through(CODE, lines, 5) == CODE + "\n"
+    assert L.prefix_through(CODE, lines, 3, newline=True) == CODE[: CODE.index("for x in xs:\n") + 13]
+    assert L.prefix_through(CODE, lines, 3) == CODE[: CODE.index("for x in xs:\n") + 12]
+    assert L.prefix_through(CODE, lines, 5, newline=True) == CODE + "\n"
+    assert L.prefix_through(CODE, lines, 5) == CODE
 
 
 def _offsets(tokenizer, text):

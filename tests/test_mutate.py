@@ -82,7 +82,8 @@ def test_teacher_rewrites(pool):
 
     class Teacher:
         def complete(self, requests, n, seed):
-            return [["    xs = xs[::-1]\n    more"] * n for _ in requests]
+            return [[("\n" if prefix else "") + "    xs = xs[::-1]\n    more"] * n
+                    for _, prefix in requests]
 
     rows = M.label_by_mutation(items, SandboxVerifier(pool), operators=(), teacher=Teacher())
     assert rows and all(r["operator"] == "teacher" for r in rows)

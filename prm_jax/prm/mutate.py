@@ -189,12 +189,18 @@ def teacher_variants(items: Sequence[Response], policy, *, seed: int = 0) -> lis
         lines = lines_lib.split_lines(item.response)
         for line in lines:
             if not line.is_comment:
-                requests.append((item.problem, item.response[: line.start]))
+                # Prefix through the previous line, before its newline (see lines.prefix_through).
+                requests.append((item.problem, lines_lib.prefix_through(item.response, lines, line.step)))
                 where.append((i, line))
     completions = policy.complete(requests, 1, _seed(seed, "teacher"))
     out = []
     for (i, line), texts in zip(where, completions):
-        first = (texts[0].split("\n", 1)[0] if texts else "").rstrip()
+        text = texts[0] if texts else ""
+        if line.step > 0:
+            if not text.startswith("\n"):
+                continue  # the teacher did not start a new line
+            text = text[1:]
+        first = text.split("\n", 1)[0].rstrip()
         if first.strip() and first != line.text:
             response = items[i].response
             out.append((i, Variant(line.step, "teacher", response[:line.start] + first + response[line.end:])))

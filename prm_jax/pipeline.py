@@ -8,6 +8,7 @@ from orbax checkpoints, the labeller from its labels file.
   workdir/responses.jsonl  sampled responses with their test verdicts
   workdir/labels_binary_search.jsonl, labels_monte_carlo.jsonl, labels_mutation.jsonl
   workdir/prm/           PRM (HF *ForTokenClassification checkpoint)
+  workdir/sft/, workdir/prm_training/   checkpoints, metrics.jsonl and TensorBoard of each run
   workdir/prm_lines.png, prm_lines.html   a failing response coloured by PRM line scores
 """
 
@@ -230,7 +231,7 @@ def prm_train(config, workdir: str) -> dict:
     print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
     model = load_pretrained(os.path.join(workdir, "policy"), head="scalar", seed=config.seed)
     model, result = train(model, examples, loss=config.prm.loss, config=_loop_config(config.prm),
-                          mesh=mesh, workdir=workdir, name="prm")
+                          mesh=mesh, workdir=workdir, name="prm_training")
     save_pretrained(model, prm_dir, tokenizer=tokenizer)
     _mark_done(prm_dir)
     return dict(result, train_responses=len(train_rows))

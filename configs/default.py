@@ -2,9 +2,10 @@
 
   python -m prm_jax.main --config=configs/default.py --workdir=runs/default
 
-Stages (about 10 minutes on a 2-core CPU): `sft` trains a 2-layer d=128 decoder on synthetic
-references (H = 1..4) and exports it (runs/default/policy); `sample` draws 4 responses per
-labelling problem and executes them; `label` labels them by binary search (PSGPO), a failing
+Stages (about 6 minutes on a 2-core CPU): `sft` trains a 2-layer d=128 decoder on synthetic
+references (H = 1..4) and exports it (runs/default/policy, and a snapshot at step 300);
+`sample` draws 4 responses per labelling problem from the final policy (and
+`sample.snapshot_n` from each snapshot) and executes them; `label` labels them by binary search (PSGPO), a failing
 subset by per-line Monte Carlo, and correct ones by mutation; `prm_train` trains the PRM
 (policy backbone + scalar head, MSE on line-end tokens); `prm_eval` scores held-out tasks'
 responses against trivial baselines and draws runs/default/prm_lines.png. Expected in
@@ -52,11 +53,13 @@ def get_config() -> ml_collections.ConfigDict:
     # Synthetic suite.
     config.data = ml_collections.ConfigDict(dict(
         seed=0, num_train=3000, num_test=48, min_horizon=1, max_horizon=4))
+    # snapshot_steps: SFT steps whose policy is exported too (responses from several checkpoints).
     config.sft = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=3e-3, warmup_steps=30, checkpoint_every=100,
-        seq_len=256))
+        seq_len=256, snapshot_steps=(300,)))
+    # n responses per problem from the final policy, snapshot_n from each SFT snapshot.
     config.sample = ml_collections.ConfigDict(dict(
-        num_problems=96, n=4, temperature=0.8, max_new_tokens=160))
+        num_problems=96, n=4, snapshot_n=0, temperature=0.8, max_new_tokens=160))
     config.label = ml_collections.ConfigDict(dict(
         k=4, wave=2, temperature=0.8, batch_size=64, mc_responses=24, mutation_responses=32,
         mutation_per_line=1))

@@ -23,6 +23,7 @@ from absl import logging
 
 from prm_jax import sharding
 from prm_jax.data import synthetic
+from prm_jax.data.problem import Problem
 from prm_jax.evaluate import evaluate
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.models.factory import model_from_config
@@ -92,8 +93,15 @@ def sft(config, workdir: str) -> dict:
         examples, skipped = sft_examples(train_problems, tokenizer, config.sft.seq_len)
         print(f"SFT: {len(examples)} examples ({skipped} longer than {config.sft.seq_len} skipped)")
         model = model_from_config(config, tokenizer, mesh=mesh)
+
+        def snapshot(step, get_model):
+            if step in tuple(config.sft.snapshot_steps):
+                path = os.path.join(workdir, f"policy_step{step}")
+                save_pretrained(get_model(), path, tokenizer=tokenizer)
+                _mark_done(path)
+
         model, result = train(model, examples, loss="next_token", config=_loop_config(config.sft),
-                              mesh=mesh, workdir=workdir, name="sft")
+                              mesh=mesh, workdir=workdir, name="sft", on_step=snapshot)
         save_pretrained(model, policy_dir, tokenizer=tokenizer)
         _mark_done(policy_dir)
     result["test"] = _pass_at_1_by_horizon(model, tokenizer, test, config, mesh)
@@ -102,38 +110,54 @@ def sft(config, workdir: str) -> dict:
 
 
 def sample(config, workdir: str) -> dict:
-    """n responses per labelling problem from the SFT policy, executed once."""
+    """Responses to the labelling problems from several policy checkpoints (the SFT snapshots,
+    `sample.snapshot_n` each, and the final policy, `sample.n`), executed once."""
     path = os.path.join(workdir, "responses.jsonl")
     if os.path.exists(path):
         rows = [json.loads(line) for line in open(path)]
     else:
         tokenizer = load_tokenizer(config.tokenizer)
         mesh = _mesh(config)
-        policy = load_pretrained(os.path.join(workdir, "policy"))
         problems = _problems(config, "train", config.sample.num_problems, offset_seed=1000)
-        out = Sampler(policy, tokenizer, mesh=mesh).generate(
-            [p.prompt for p in problems],
-            SamplingConfig(temperature=config.sample.temperature, n=config.sample.n,
-                           max_new_tokens=config.sample.max_new_tokens, stop_strings=STOP),
-            seed=config.seed)
+        sources = [(f"policy_step{s}", config.sample.snapshot_n) for s in config.sft.snapshot_steps
+                   if _done(os.path.join(workdir, f"policy_step{s}"))]
+        sources.append(("policy", config.sample.n))
+        rows = []
+        for index, (name, n) in enumerate(sources):
+            if n <= 0:
+                continue
+            policy = load_pretrained(os.path.join(workdir, name))
+            out = Sampler(policy, tokenizer, mesh=mesh).generate(
+                [p.prompt for p in problems],
+                SamplingConfig(temperature=config.sample.temperature, n=n,
+                               max_new_tokens=config.sample.max_new_tokens, stop_strings=STOP),
+                seed=config.seed if name == "policy" else config.seed + 1000 + index)
+            rows += [{"task_id": problems[i].task_id, "problem": problems[i].to_dict(),
+                      "policy": name, "response_id": f"{name}/s{j}", "response": text}
+                     for i, j, text in zip(out.prompt_index, out.sample_index, out.texts)]
         with SandboxPool() as pool:
             verdicts = SandboxVerifier(pool).verify(
-                [(problems[i], text) for i, text in zip(out.prompt_index, out.texts)])
-        rows = [{"task_id": problems[i].task_id, "problem": problems[i].to_dict(),
-                 "response_id": f"s{j}", "response": text, "passed": v}
-                for i, j, text, v in zip(out.prompt_index, out.sample_index, out.texts, verdicts)]
+                [(Problem.from_dict(r["problem"]), r["response"]) for r in rows])
+        for row, verdict in zip(rows, verdicts):
+            row["passed"] = verdict
         with open(path + ".partial", "w") as f:
             f.write("".join(json.dumps(r) + "\n" for r in rows))
         os.replace(path + ".partial", path)
-    scorable = [r for r in rows if r["passed"] is not None]
-    rate = sum(r["passed"] for r in scorable) / max(len(scorable), 1)
-    print(f"sampled {len(rows)} responses; pass rate {rate:.3f}")
-    return {"responses": len(rows), "pass_rate": rate}
+    by_policy = {}
+    for r in rows:
+        if r["passed"] is not None:
+            stats = by_policy.setdefault(r.get("policy", "policy"), [0, 0])
+            stats[0] += r["passed"]
+            stats[1] += 1
+    rates = {name: c / t for name, (c, t) in by_policy.items()}
+    scorable = sum(t for _, t in by_policy.values())
+    rate = sum(c for c, _ in by_policy.values()) / max(scorable, 1)
+    print(f"sampled {len(rows)} responses; pass rate {rate:.3f} "
+          + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+    return {"responses": len(rows), "pass_rate": rate, "pass_rate_by_policy": rates}
 
 
 def _responses(workdir: str):
-    from prm_jax.data.problem import Problem
-
     out = []
     for line in open(os.path.join(workdir, "responses.jsonl")):
         r = json.loads(line)

@@ -69,36 +69,35 @@ def test_eval_config_samples_and_scores(tmp_path):
     assert len((tmp_path / "eval_results.jsonl").read_text().splitlines()) == 6
 
 
+SMALL_PIPELINE = (
+    "--config.data.num_train=64", "--config.data.num_test=8", "--config.data.max_horizon=3",
+    "--config.sft.steps=30", "--config.sft.checkpoint_every=10", "--config.sft.snapshot_steps=(10,)",
+    "--config.sample.num_problems=8", "--config.sample.n=2", "--config.sample.snapshot_n=1",
+    "--config.sample.max_new_tokens=48", "--config.label.k=2", "--config.label.mc_responses=3",
+    "--config.label.mutation_responses=4", "--config.prm.steps=10", "--config.prm.batch_size=4",
+    "--config.prm.heldout_fraction=0.5", "--config.model.num_layers=1",
+    "--config.model.hidden_size=64", "--config.model.intermediate_size=128")
+
+
 def test_default_pipeline_end_to_end_small(tmp_path):
     """SFT → sample → label → PRM train → PRM eval, shrunk to run in about a minute."""
-    proc = _launch(
-        tmp_path, "--config.data.num_train=64", "--config.data.num_test=8",
-        "--config.data.max_horizon=3", "--config.sft.steps=30", "--config.sft.checkpoint_every=10",
-        "--config.sample.num_problems=8", "--config.sample.n=2", "--config.sample.max_new_tokens=48",
-        "--config.label.k=2", "--config.label.mc_responses=3", "--config.label.mutation_responses=4",
-        "--config.prm.steps=10", "--config.prm.batch_size=4", "--config.prm.heldout_fraction=0.5",
-        "--config.model.num_layers=1", "--config.model.hidden_size=64",
-        "--config.model.intermediate_size=128")
+    proc = _launch(tmp_path, *SMALL_PIPELINE)
     assert proc.returncode == 0, proc.stderr[-4000:]
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert set(summary) == {"sft", "sample", "label", "prm_train", "prm_eval"}
     assert "by_horizon" in summary["sft"]["test"]
-    assert summary["sample"]["responses"] == 16
-    assert summary["label"]["binary_search"]["responses"] == 16
+    # Responses from two checkpoints: the step-10 snapshot (1 each) and the final policy (2 each).
+    assert summary["sample"]["responses"] == 24
+    assert set(summary["sample"]["pass_rate_by_policy"]) == {"policy_step10", "policy"}
+    assert summary["label"]["binary_search"]["responses"] == 24
     assert 0.0 <= summary["label"]["agreement"]["line_agreement"] <= 1.0
     assert "auroc" in summary["prm_eval"]["prm"] and "position" in summary["prm_eval"]["baselines"]
-    for name in ("policy/config.json", "prm/config.json", "labels_binary_search.jsonl",
-                 "labels_monte_carlo.jsonl", "labels_mutation.jsonl", "responses.jsonl"):
+    for name in ("policy/config.json", "policy_step10/config.json", "prm/config.json",
+                 "labels_binary_search.jsonl", "labels_monte_carlo.jsonl", "labels_mutation.jsonl",
+                 "responses.jsonl", "sft/metrics.jsonl", "prm_training/metrics.jsonl"):
         assert (tmp_path / name).exists(), name
     # A second run resumes: nothing is retrained or relabelled.
-    again = _launch(tmp_path, "--config.data.num_train=64", "--config.data.num_test=8",
-                    "--config.data.max_horizon=3", "--config.sft.steps=30",
-                    "--config.sample.num_problems=8", "--config.sample.n=2",
-                    "--config.sample.max_new_tokens=48", "--config.label.k=2",
-                    "--config.label.mc_responses=3", "--config.label.mutation_responses=4",
-                    "--config.prm.steps=10", "--config.prm.batch_size=4",
-                    "--config.prm.heldout_fraction=0.5", "--config.model.num_layers=1",
-                    "--config.model.hidden_size=64", "--config.model.intermediate_size=128")
+    again = _launch(tmp_path, *SMALL_PIPELINE)
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = json.loads((tmp_path / "summary.json").read_text())
     assert resumed["sft"]["resumed"] and resumed["prm_train"]["resumed"]

@@ -98,11 +98,13 @@ def _loader(examples: Sequence[dict], batch_size: int, seed: int) -> grain.DataL
 
 
 def train(model, examples: Sequence[dict], *, loss: str, config: LoopConfig, mesh, workdir: str,
-          name: str, evaluate: Callable | None = None, stop_after: int | None = None):
+          name: str, evaluate: Callable | None = None, stop_after: int | None = None,
+          on_step: Callable[[int, Callable], None] | None = None):
     """Trains `model` on `examples` (dicts of equally shaped arrays); resumes from `workdir/name`.
 
     Returns (trained model, final metrics). `stop_after` ends the run early after that many
-    steps of this invocation (used to test kill-and-resume).
+    steps of this invocation (used to test kill-and-resume). `on_step(step, get_model)` runs
+    after every step (e.g. to export snapshots).
     """
     if loss not in LOSSES:
         raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
@@ -147,6 +149,8 @@ def train(model, examples: Sequence[dict], *, loss: str, config: LoopConfig, mes
             save(step + 1)
         if config.eval_every and (step + 1) % config.eval_every == 0 and evaluate is not None:
             writer.write(step + 1, evaluate(trainer.model()))
+        if on_step is not None:
+            on_step(step + 1, trainer.model)
         if stop_after is not None and ran >= stop_after:
             break
     if pending is not None:

@@ -19,6 +19,14 @@ from prm_jax.sampling import Sampler, SamplingConfig
 from prm_jax.tokenizer import load_tokenizer
 
 
+def sample_and_evaluate(sampler: Sampler, problems, sampling: SamplingConfig, ks, *, seed: int = 0,
+                        timeout_s: float | None = None):
+    """Samples completions for every problem and scores them: (samples, evaluate result, batch)."""
+    out = sampler.generate([p.prompt for p in problems], sampling, seed=seed)
+    samples = {p.task_id: texts for p, texts in zip(problems, out.texts_by_prompt(len(problems)))}
+    return samples, evaluate(problems, samples, ks, timeout_s=timeout_s), out
+
+
 def run(config, workdir: str) -> dict:
     cfg = config.eval
     tokenizer = load_tokenizer(config.tokenizer)
@@ -30,16 +38,13 @@ def run(config, workdir: str) -> dict:
     sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.n,
                               max_new_tokens=cfg.max_new_tokens,
                               stop_strings=tuple(cfg.stop_strings))
-    sampler = Sampler(model, tokenizer, mesh=mesh)
-    out = sampler.generate([p.prompt for p in problems], sampling, seed=config.seed)
-    samples: dict[str, list[str]] = {}
-    for i, text in zip(out.prompt_index, out.texts):
-        samples.setdefault(problems[i].task_id, []).append(text)
+    samples, result, out = sample_and_evaluate(Sampler(model, tokenizer, mesh=mesh), problems,
+                                               sampling, cfg.ks, seed=config.seed,
+                                               timeout_s=cfg.timeout_s)
     with open(os.path.join(workdir, "samples.jsonl"), "w") as f:
         for task_id, texts in samples.items():
             for text in texts:
                 f.write(json.dumps({"task_id": task_id, "completion": text}) + "\n")
-    result = evaluate(problems, samples, cfg.ks, timeout_s=cfg.timeout_s)
     with open(os.path.join(workdir, "eval_results.jsonl"), "w") as f:
         for row in result["problems"]:
             f.write(json.dumps(row) + "\n")

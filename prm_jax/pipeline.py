@@ -24,7 +24,7 @@ from absl import logging
 from prm_jax import sharding
 from prm_jax.data import synthetic
 from prm_jax.data.problem import Problem
-from prm_jax.evaluate import evaluate
+from prm_jax.eval_stage import sample_and_evaluate
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.models.factory import model_from_config
 from prm_jax.prm import label as label_lib
@@ -68,13 +68,11 @@ def _mesh(config):
 
 
 def _pass_at_1_by_horizon(model, tokenizer, problems, config, mesh) -> dict:
-    sampler = Sampler(model, tokenizer, mesh=mesh)
-    out = sampler.generate([p.prompt for p in problems], SamplingConfig(
-        temperature=0.0, max_new_tokens=config.sample.max_new_tokens, stop_strings=STOP))
-    samples = {}
-    for i, text in zip(out.prompt_index, out.texts):
-        samples.setdefault(problems[i].task_id, []).append(text)
-    summary = evaluate(problems, samples, [1])["summary"]
+    _, result, _ = sample_and_evaluate(
+        Sampler(model, tokenizer, mesh=mesh), problems,
+        SamplingConfig(temperature=0.0, max_new_tokens=config.sample.max_new_tokens,
+                       stop_strings=STOP), [1])
+    summary = result["summary"]
     return {"pass@1": summary["pass@1"], "by_horizon": summary.get("by_horizon", {})}
 
 
@@ -203,7 +201,7 @@ def label(config, workdir: str) -> dict:
             os.replace(path + ".partial", path)
         results["mutation"] = label_lib.label_statistics(label_lib.read_labels(path))
     results["agreement"] = _agreement(workdir)
-    bs, mc = results["binary_search"], results["monte_carlo"]
+    bs = results["binary_search"]
     print(f"labels: {bs['lines']} lines by binary search ({bs['rollouts']} rollouts), MC agreement "
           f"{results['agreement']['line_agreement']:.3f}, MC/BS rollouts per response "
           f"{results['agreement']['rollout_ratio']:.2f}")

@@ -90,6 +90,13 @@ class SampleBatch:
     # offsets[i][j] = (start, end) characters of response token j in texts[i] (clipped to it).
     offsets: list[list[tuple[int, int]]]
 
+    def texts_by_prompt(self, num_prompts: int) -> list[list[str]]:
+        """texts[p] = the texts sampled for prompt p, in sample order."""
+        grouped: list[list[str]] = [[] for _ in range(num_prompts)]
+        for p, text in zip(self.prompt_index, self.texts):
+            grouped[p].append(text)
+        return grouped
+
     @property
     def lengths(self) -> list[int]:
         return [len(t) for t in self.token_ids]
@@ -328,8 +335,7 @@ class Sampler:
                     done = done | newly
             if done.all() or step >= max_new:
                 break
-        return self._collect(state, rows, n_prompts, n, row_prompt, row_sample, config,
-                             stopped_by_string, detokenize)
+        return self._collect(state, rows, n_prompts, row_prompt, row_sample, config, detokenize)
 
     def _place(self, array):
         if self.mesh is None:
@@ -354,8 +360,7 @@ class Sampler:
             hit[r] = any(s in text for s in stop_strings)
         return hit
 
-    def _collect(self, state, rows, n_prompts, n, row_prompt, row_sample, config, by_string,
-                 detokenize=True):
+    def _collect(self, state, rows, n_prompts, row_prompt, row_sample, config, detokenize=True):
         tokens = np.asarray(state.tokens_BxN)
         lengths = np.asarray(state.length_B)
         lps = np.asarray(state.logprobs_BxN)

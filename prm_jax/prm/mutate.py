@@ -18,6 +18,7 @@ from __future__ import annotations
 import ast
 import copy
 import dataclasses
+import textwrap
 from typing import Sequence
 
 import numpy as np
@@ -147,7 +148,7 @@ def variants(response: str, *, operators: Sequence[str] = MUTATIONS + REFACTORS,
     rng = np.random.default_rng(seed)
     lines = lines_lib.split_lines(response)
     try:
-        names = sorted({n.id for n in ast.walk(ast.parse(_dedent_all(response)))
+        names = sorted({n.id for n in ast.walk(ast.parse(textwrap.dedent(response)))
                         if isinstance(n, ast.Name)})
     except SyntaxError:
         names = []
@@ -205,11 +206,6 @@ def teacher_variants(items: Sequence[Response], policy, *, seed: int = 0) -> lis
             response = items[i].response
             out.append((i, Variant(line.step, "teacher", response[:line.start] + first + response[line.end:])))
     return out
-
-
-def _dedent_all(code: str) -> str:
-    import textwrap
-    return textwrap.dedent(code)
 
 
 def label_by_mutation(items: Sequence[Response], verifier: Verifier, *, per_line: int = 1,

@@ -21,10 +21,7 @@ class SamplerPolicy:
         out = self.sampler.generate([p.prompt for p, _ in requests],
                                     dataclasses.replace(self.config, n=n), seed=seed,
                                     prefixes=[prefix for _, prefix in requests])
-        grouped: list[list[str]] = [[] for _ in requests]
-        for i, text in zip(out.prompt_index, out.texts):
-            grouped[i].append(text)
-        return grouped
+        return out.texts_by_prompt(len(requests))
 
 
 class SandboxVerifier:

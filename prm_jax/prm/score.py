@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 from typing import Sequence
 
-import jax
 import jax.numpy as jnp
 import numpy as np
 from flax import nnx

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import ast
 import concurrent.futures
+import json
 import logging
 import math
 import os
@@ -98,11 +99,9 @@ class _Worker:
         body = read_exact(_FRAME.unpack(head)[0])
         if body is None:
             return None
-        import json
         return json.loads(body)
 
     def request(self, payload: dict, timeout: float) -> dict:
-        import json
         data = json.dumps(payload).encode()
         try:
             self.proc.stdin.write(_FRAME.pack(len(data)) + data)

@@ -11,7 +11,12 @@ from typing import Sequence
 import numpy as np
 
 from prm_jax import lines as lines_lib
-from prm_jax.train.loop import pad_to
+
+
+def pad_to(array: np.ndarray, length: int, value=0) -> np.ndarray:
+    if len(array) > length:
+        raise ValueError(f"sequence of {len(array)} tokens exceeds seq_len={length}")
+    return np.concatenate([array, np.full(length - len(array), value, array.dtype)])
 
 
 def _encode(tokenizer, prompt: str, response: str):

@@ -17,7 +17,6 @@ from typing import Callable, Sequence
 
 import grain.python as grain
 import jax
-import numpy as np
 import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
@@ -178,8 +177,3 @@ def _log(writer, bar, step, metrics, schedule, config, force=False) -> dict:
     bar.set_postfix(loss=f"{values['loss']:.4f}")
     return values
 
-
-def pad_to(array: np.ndarray, length: int, value=0) -> np.ndarray:
-    if len(array) > length:
-        raise ValueError(f"sequence of {len(array)} tokens exceeds seq_len={length}")
-    return np.concatenate([array, np.full(length - len(array), value, array.dtype)])

@@ -194,11 +194,23 @@ def _kill_uid(uid: int) -> None:
         time.sleep(0.01)
 
 
+_detected: dict[str, str] = {}  # requested level -> level that started (once per process)
+
+
 def detect_level(requested: str = "auto") -> str:
-    """The strongest isolation level that starts here (or `requested`, checked)."""
+    """The strongest isolation level that starts here (or `requested`, checked).
+
+    Probing starts and stops a worker, so a successful answer is remembered for the process.
+    """
     if requested != "auto" and requested not in isolation.LEVELS:
         raise ValueError(f"unknown isolation level {requested!r}; expected 'auto' or one of "
                          f"{isolation.LEVELS}")
+    if requested not in _detected:
+        _detected[requested] = _probe(requested)
+    return _detected[requested]
+
+
+def _probe(requested: str) -> str:
     levels = isolation.LEVELS if requested == "auto" else (requested,)
     errors = []
     for level in levels:

@@ -29,6 +29,7 @@ def test_cli_evaluates_assert_and_io_rows(tmp_path):
         {"id": "io_ok", "program": "a, b = map(int, input().split())\nprint(a + b)\n",
          "io": [{"input": "1 2\n", "output": "3\n"}, {"input": "5 5", "output": "10"}]},
         {"id": "io_wrong", "program": "print(1)", "io": [{"input": "", "output": "2"}]},
+        # Never reaches its (trivially true) test: the timeout alone decides.
         {"id": "slow", "program": "while True:\n    pass\n", "tests": ["assert True"], "timeout_s": 1},
     ]
     _write(tmp_path / "runs.jsonl", rows)

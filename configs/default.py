@@ -26,9 +26,11 @@ def get_config() -> ml_collections.ConfigDict:
     # Stages run in order; names are keys of prm_jax.run.STAGES.
     config.stages = ("sft", "sample", "label", "prm_train", "prm_eval")
     config.seed = 0
-    # "builtin" or a local directory with tokenizer.json (e.g. a HF checkpoint).
-    config.tokenizer = "builtin"
-    # A HF checkpoint directory to start from instead of random weights ("" = random init).
+    # A local directory with tokenizer.json, "builtin", or "" = init_from's tokenizer if
+    # init_from is set, else the built-in one. A tokenizer that does not match the model is an error.
+    config.tokenizer = ""
+    # A HF checkpoint directory to start from instead of random weights ("" = random init from
+    # config.model; with init_from the shape comes from its config.json, dtypes from config.model).
     config.init_from = ""
     # Call jax.distributed.initialize() first (multi-host runs).
     config.distributed = False

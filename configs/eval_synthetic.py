@@ -1,7 +1,7 @@
 """Evaluate a policy on the synthetic long-horizon test split (pass@1, pass@4).
 
   python -m prm_jax.main --config=configs/eval_synthetic.py --workdir=runs/eval \\
-      --config.init_from=runs/default/export
+      --config.init_from=runs/default/policy
 
 Samples 4 completions for each of the first 32 held-out-composition problems with the Sampler
 and scores them in the sandbox; writes samples.jsonl, eval_results.jsonl and summary.json

@@ -1,8 +1,13 @@
-"""Top-level loop: runs the configured stages in order. The ConfigDict stops here."""
+"""Top-level loop: validates the whole config, then runs the configured stages in order.
+
+The `ml_collections.ConfigDict` stops here: it becomes a validated `RunConfig` (absolute paths)
+before anything is written. A workdir that already holds a run is resumed only if no
+result-changing key differs from its `config.json`. `summary.json` merges each stage's results
+into what earlier invocations wrote, and is rewritten atomically after every stage.
+"""
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import time
@@ -13,43 +18,69 @@ from absl import logging
 
 from prm_jax import config_utils, sharding
 from prm_jax.data.problem import ProblemError
-from prm_jax.sampling import SamplingError
+from prm_jax.jsonio import JsonlError, write_json_atomic
 from prm_jax.models import config as model_config, hf
-
-# stage name -> "module:function(config, workdir) -> dict of results".
-STAGES = {
-    "model_check": "prm_jax.model_check:run",
-    "evaluate": "prm_jax.eval_stage:run",
-    "sft": "prm_jax.pipeline:sft",
-    "sample": "prm_jax.pipeline:sample",
-    "label": "prm_jax.pipeline:label",
-    "prm_train": "prm_jax.pipeline:prm_train",
-    "prm_eval": "prm_jax.pipeline:prm_eval",
-}
+from prm_jax.models.factory import check_model
+from prm_jax.run_config import RunConfig, result_changing_differences
+from prm_jax.sampling import SamplingError
+from prm_jax.workdir import Workdir
 
 # Errors caused by the user's input, reported without a traceback.
 USER_ERRORS = (config_utils.ConfigKeyError, model_config.ConfigError, sharding.ShardingError,
-               hf.CheckpointError, FileNotFoundError, ProblemError, SamplingError)
+               hf.CheckpointError, FileNotFoundError, ProblemError, SamplingError, JsonlError,
+               NotADirectoryError)
+
+
+class ResumeMismatchError(config_utils.ConfigKeyError):
+    """The workdir holds a run made with different result-changing config values."""
+
+
+def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunConfig:
+    """Validates everything a run needs (config values, tokenizer, model shape, mesh, sharding,
+    a resumable workdir) without writing anything; returns the typed config."""
+    run_config = RunConfig.from_config_dict(config, workdir)
+    if run_config.distributed:
+        jax.distributed.initialize()
+    from prm_jax.stages import common
+
+    tokenizer = common.tokenizer(run_config)
+    check_model(run_config, tokenizer, common.mesh(run_config))
+    wd = Workdir(run_config.workdir)
+    if os.path.exists(wd.config):
+        with open(wd.config) as f:
+            previous = json.load(f)
+        diff = result_changing_differences(previous, run_config.to_json_dict())
+        if diff:
+            raise ResumeMismatchError(
+                f"workdir {wd.root} holds a run with a different config; refusing to mix results. "
+                f"Differences: {'; '.join(diff)}. Use a new --workdir (or restore those values).")
+    return run_config
+
+
+def _previous(path: str) -> dict:
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)
 
 
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
-    unknown = [s for s in config.stages if s not in STAGES]
-    if unknown:
-        raise config_utils.ConfigKeyError(f"config.stages has unknown stages {unknown}; "
-                                          f"available: {sorted(STAGES)}")
-    if config.get("distributed", False):
-        jax.distributed.initialize()
-    os.makedirs(workdir, exist_ok=True)
-    with open(os.path.join(workdir, "config.json"), "w") as f:
-        f.write(config.to_json_best_effort(indent=2))
+    from prm_jax.stages import STAGES
+
+    run_config = prepare(config, workdir)
+    wd = Workdir(run_config.workdir)
+    os.makedirs(wd.root, exist_ok=True)
+    stored = _previous(wd.config)
+    write_json_atomic(wd.config, {**stored, **{k: v for k, v in run_config.to_json_dict().items()
+                                               if v is not None or k not in stored}})
+    summary = _previous(wd.summary)
     results = {}
-    for stage in config.stages:
-        module, function = STAGES[stage].split(":")
+    for stage in run_config.stages:
         logging.info("stage %s", stage)
         start = time.perf_counter()
-        results[stage] = getattr(importlib.import_module(module), function)(config, workdir)
+        results[stage] = STAGES[stage](run_config)
         results[stage]["stage_seconds"] = round(time.perf_counter() - start, 1)
+        summary[stage] = results[stage]
         # Written after every stage, so a partial run still leaves its summary.
-        with open(os.path.join(workdir, "summary.json"), "w") as f:
-            json.dump(results, f, indent=2, default=str)
+        write_json_atomic(wd.summary, summary)
     return results

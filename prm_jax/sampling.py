@@ -253,6 +253,12 @@ class Sampler:
         return out
 
     # ------------------------------------------------------------------ generation
+    def default_eos_ids(self) -> tuple[int, ...]:
+        """The tokenizer's EOS and every EOS id of the model's config (config.json and
+        generation_config.json), so instruct checkpoints stop on each of them."""
+        ids = [self.tokenizer.eos_token_id] if self.tokenizer.eos_token_id is not None else []
+        return tuple(ids + [i for i in self.config.eos_ids if i not in ids])
+
     def generate(self, prompts, config: SamplingConfig = SamplingConfig(), *, seed: int = 0,
                  prefixes=None, detokenize: bool = True) -> SampleBatch:
         """Samples `config.n` continuations of each prompt.
@@ -271,9 +277,7 @@ class Sampler:
             pre = [[] if (isinstance(p, str) and not p) else self.encode([p], special_tokens=False)[0]
                    for p in prefixes]
             ids = [a + b for a, b in zip(ids, pre)]
-        eos = config.eos_ids
-        if eos is None:
-            eos = tuple(x for x in (self.tokenizer.eos_token_id,) if x is not None)
+        eos = config.eos_ids if config.eos_ids is not None else self.default_eos_ids()
         eos_arr = jnp.asarray(list(eos) or [-1], jnp.int32)
         longest = max(len(x) for x in ids)
         p_len = _bucket(longest, self.prompt_buckets)

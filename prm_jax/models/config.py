@@ -51,7 +51,8 @@ class DecoderConfig:
     o_bias: bool = False
     max_position_embeddings: int = 2048
     bos_token_id: int | None = None
-    eos_token_id: int | list[int] | None = None
+    # One id, or several (a tuple; instruct checkpoints stop on e.g. <|im_end|> and <|endoftext|>).
+    eos_token_id: int | tuple[int, ...] | None = None
     pad_token_id: int | None = None
     # Dtype of matmuls/activations; attention softmax and norms always run in float32.
     dtype: str = "float32"
@@ -59,6 +60,8 @@ class DecoderConfig:
     param_dtype: str = "float32"
 
     def __post_init__(self):
+        if isinstance(self.eos_token_id, list):  # from JSON; tuples keep the config hashable
+            object.__setattr__(self, "eos_token_id", tuple(self.eos_token_id))
         if self.model_type not in ARCHITECTURES:
             raise ConfigError(
                 f"model_type={self.model_type!r} is not supported; expected one of "
@@ -95,6 +98,14 @@ class DecoderConfig:
     @property
     def dim_per_head(self) -> int:
         return self.head_dim if self.head_dim is not None else self.hidden_size // self.num_heads
+
+    @property
+    def eos_ids(self) -> tuple[int, ...]:
+        """Every end-of-sequence id (config.json and generation_config.json may list several)."""
+        eos = self.eos_token_id
+        if eos is None:
+            return ()
+        return (eos,) if isinstance(eos, int) else tuple(eos)
 
     @property
     def compute_dtype(self):

@@ -1,18 +1,28 @@
-"""Builds the configured model and tokenizer from the top-level ConfigDict (one place for it)."""
+"""The configured model from a `RunConfig`: one place that decides its shape and checks it.
+
+With `init_from` the shape comes from the checkpoint's `config.json` (and its EOS ids from
+`generation_config.json` too); otherwise from `config.model`, where vocab_size 0 means the
+tokenizer's size. `check_model` validates shape, tokenizer and sharding without allocating
+parameters, so a bad value is reported before any work starts.
+"""
 
 from __future__ import annotations
 
-import ml_collections
+import jax
+from flax import nnx
 
-from prm_jax import config_utils
+from prm_jax import config_utils, sharding
 from prm_jax.models.config import DecoderConfig
 from prm_jax.models.heads import build_model
-from prm_jax.models.hf import check_tokenizer_matches, load_pretrained
+from prm_jax.models.hf import check_tokenizer_matches, hf_decoder_config, load_pretrained
 
 
-def decoder_config(config: ml_collections.ConfigDict, tokenizer) -> DecoderConfig:
-    """`config.model` as a typed DecoderConfig; vocab_size 0 means the tokenizer's size."""
-    values = config.model.to_dict()
+def decoder_config(config, tokenizer) -> DecoderConfig:
+    """The model's DecoderConfig: from `config.init_from` if set, else from `config.model`."""
+    if config.init_from:
+        return hf_decoder_config(config.init_from, dtype=config.model.get("dtype", "float32"),
+                                 param_dtype=config.model.get("param_dtype", "float32"))
+    values = dict(config.model)
     if values.get("vocab_size", 0) == 0:
         values["vocab_size"] = len(tokenizer)
     values.setdefault("eos_token_id", tokenizer.eos_token_id)
@@ -20,11 +30,22 @@ def decoder_config(config: ml_collections.ConfigDict, tokenizer) -> DecoderConfi
     return config_utils.to_dataclass(DecoderConfig, values, where="config.model")
 
 
-def model_from_config(config: ml_collections.ConfigDict, tokenizer, *, head: str = "lm", mesh=None):
+def check_model(config, tokenizer, mesh: jax.sharding.Mesh) -> DecoderConfig:
+    """Shape, tokenizer/model agreement and parameter sharding, checked on abstract shapes."""
+    model_config = decoder_config(config, tokenizer)
+    check_tokenizer_matches(tokenizer, model_config)
+    abstract = nnx.eval_shape(lambda: build_model(model_config, head="lm", seed=0))
+    sharding.state_shardings(nnx.state(abstract), mesh)
+    return model_config
+
+
+def model_from_config(config, tokenizer, *, head: str = "lm", mesh=None):
     """Loads `config.init_from` (a HF checkpoint) or builds a random model from `config.model`."""
     if config.init_from:
-        model = load_pretrained(config.init_from, head=head, dtype=config.model.dtype,
-                                param_dtype=config.model.param_dtype, mesh=mesh, seed=config.seed)
+        model = load_pretrained(config.init_from, head=head,
+                                dtype=config.model.get("dtype", "float32"),
+                                param_dtype=config.model.get("param_dtype", "float32"),
+                                mesh=mesh, seed=config.seed)
     else:
         model = build_model(decoder_config(config, tokenizer), head=head, seed=config.seed)
     check_tokenizer_matches(tokenizer, model.config)

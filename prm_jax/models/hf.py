@@ -139,6 +139,34 @@ def checkpoint_head(hf_config: dict) -> str:
     return "lm"
 
 
+def read_generation_config(path: str) -> dict:
+    """`generation_config.json` of a checkpoint directory ({} when absent)."""
+    gen_path = os.path.join(path, "generation_config.json")
+    if not os.path.exists(gen_path):
+        return {}
+    try:
+        with open(gen_path) as f:
+            return json.load(f)
+    except json.JSONDecodeError as e:
+        raise CheckpointError(f"{gen_path} is not valid JSON: {e}") from e
+
+
+def _as_ids(value) -> list[int]:
+    if value is None:
+        return []
+    return [value] if isinstance(value, int) else list(value)
+
+
+def hf_decoder_config(path: str, **overrides) -> DecoderConfig:
+    """The DecoderConfig of a checkpoint directory; its EOS ids are those of `config.json` and
+    `generation_config.json` together (instruct models stop on several)."""
+    hf_config = read_hf_config(path)
+    eos = _as_ids(hf_config.get("eos_token_id"))
+    eos += [i for i in _as_ids(read_generation_config(path).get("eos_token_id")) if i not in eos]
+    overrides.setdefault("eos_token_id", eos[0] if len(eos) == 1 else (tuple(eos) or None))
+    return DecoderConfig.from_hf_dict(hf_config, **overrides)
+
+
 def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32",
                     param_dtype: str = "float32", mesh: jax.sharding.Mesh | None = None,
                     rules=None, seed: int = 0):
@@ -161,7 +189,7 @@ def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32
     head = head or ckpt_head
     if ckpt_head == "scalar" and head == "lm":
         raise CheckpointError(f"{path} holds a scalar-head model; it has no LM head to load")
-    config = DecoderConfig.from_hf_dict(hf_config, dtype=dtype, param_dtype=param_dtype)
+    config = hf_decoder_config(path, dtype=dtype, param_dtype=param_dtype)
     model = nnx.eval_shape(lambda: build_model(config, head=head, seed=seed))
     expected = tensor_specs(config, head)
     rules = rules or sharding_lib.LOGICAL_RULES
@@ -224,6 +252,10 @@ def save_pretrained(model: CausalLM | ScalarHeadModel, path: str, *, tokenizer=N
     hf_config["torch_dtype"] = hf_config["dtype"] = str(jnp.dtype(store))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(hf_config, f, indent=2)
+    generation = {k: getattr(config, k) for k in ("bos_token_id", "eos_token_id", "pad_token_id")
+                  if getattr(config, k) is not None}
+    with open(os.path.join(path, "generation_config.json"), "w") as f:
+        json.dump(dict(generation, _from_model_config=True), f, indent=2)
 
     shards: list[list[tuple[str, tuple, np.dtype]]] = [[]]
     size = 0
@@ -266,8 +298,15 @@ def load_tokenizer(path: str):
 
 
 def check_tokenizer_matches(tokenizer, config: DecoderConfig) -> None:
-    """A tokenizer whose ids exceed the model's vocabulary is a mismatch: fail before training."""
+    """Fails before any work when tokenizer and model do not belong together: token ids beyond
+    the model's vocabulary, or an EOS token the model does not end sequences with."""
     if len(tokenizer) > config.vocab_size:
         raise ConfigError(
             f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size is "
             f"{config.vocab_size}: they do not belong together")
+    eos = tokenizer.eos_token_id
+    if eos is not None and config.eos_ids and eos not in config.eos_ids:
+        raise ConfigError(
+            f"tokenizer's EOS token {tokenizer.eos_token!r} (id {eos}) is not among the model's EOS "
+            f"ids {list(config.eos_ids)} (config.json / generation_config.json): they do not "
+            "belong together (use the checkpoint's own tokenizer)")

@@ -28,6 +28,7 @@ from typing import Iterable, Protocol, Sequence
 
 from prm_jax import lines as lines_lib
 from prm_jax.data.problem import Problem
+from prm_jax.jsonio import write_jsonl_atomic
 
 METHODS = ("binary_search", "monte_carlo")
 
@@ -227,9 +228,10 @@ def label_responses(responses: Iterable[Response], policy: RolloutPolicy, verifi
     Returns cost and label statistics for the whole file.
     """
     responses = list(responses)
-    done = completed_keys(out_path)
     _truncate_torn_tail(out_path)
     batches = [responses[i:i + config.batch_size] for i in range(0, len(responses), config.batch_size)]
+    _drop_incomplete_batches(out_path, batches)
+    done = completed_keys(out_path)
     for b, batch in enumerate(batches):
         if all(r.key in done for r in batch):
             continue
@@ -241,6 +243,22 @@ def label_responses(responses: Iterable[Response], policy: RolloutPolicy, verifi
         if progress is not None:
             progress(b + 1, len(batches))
     return label_statistics(read_labels(out_path))
+
+
+def _drop_incomplete_batches(path: str, batches) -> None:
+    """Removes the rows of a batch that a killed run wrote only in part, so that relabelling the
+    batch (same seeds) leaves each response exactly once in the file."""
+    if not os.path.exists(path):
+        return
+    rows = read_labels(path)
+    present = {r["response_id"] for r in rows}
+    partial = set()
+    for batch in batches:
+        keys = {r.key for r in batch}
+        if keys & present and not keys <= present:
+            partial |= keys
+    if partial:
+        write_jsonl_atomic(path, [r for r in rows if r["response_id"] not in partial])
 
 
 def _truncate_torn_tail(path: str) -> None:

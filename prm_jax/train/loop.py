@@ -12,6 +12,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import os
+import shutil
 import time
 from typing import Callable, Sequence
 
@@ -21,6 +22,7 @@ import optax
 import orbax.checkpoint as ocp
 from tqdm import tqdm
 
+from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
 from prm_jax.train import losses
 from prm_jax.train.step import ShardedTrainer
 
@@ -63,21 +65,49 @@ def make_optimizer(config: LoopConfig) -> tuple[optax.GradientTransformation, op
 
 
 class MetricsWriter:
-    """Appends metrics to `metrics.jsonl` and TensorBoard under `tb/`."""
+    """Appends metrics to `metrics.jsonl` and TensorBoard under `tb/`, each step exactly once.
 
-    def __init__(self, workdir: str, prefix: str):
+    A run resumed from step s first drops every logged row with step > s (written after the
+    checkpoint it resumes from) and rebuilds `tb/` from the kept rows, so curves never hold a
+    step twice. `resume_step=0` starts both afresh.
+    """
+
+    def __init__(self, workdir: str, prefix: str, resume_step: int = 0):
         from tensorboardX import SummaryWriter
 
         self.prefix = prefix
         self.path = os.path.join(workdir, "metrics.jsonl")
-        self.tb = SummaryWriter(os.path.join(workdir, "tb"))
+        self.kept = self._truncate(resume_step)
+        tb_dir = os.path.join(workdir, "tb")
+        shutil.rmtree(tb_dir, ignore_errors=True)
+        self.tb = SummaryWriter(tb_dir)
+        for row in self.kept:
+            self._add_scalars(row)
+
+    def _truncate(self, resume_step: int) -> list[dict]:
+        rows = []
+        if resume_step > 0 and os.path.exists(self.path):
+            rows = [r for r in read_jsonl(self.path, "metrics file") if r["step"] <= resume_step]
+        write_jsonl_atomic(self.path, rows)
+        return rows
+
+    def last(self) -> dict:
+        """The latest logged training metrics (prefix removed), e.g. after a resume that ran no step."""
+        for row in reversed(self.kept):
+            if "loss" in {k.split("/", 1)[-1] for k in row}:
+                return {k.split("/", 1)[1]: v for k, v in row.items() if "/" in k}
+        return {}
+
+    def _add_scalars(self, row: dict) -> None:
+        for k, v in row.items():
+            if k != "step":
+                self.tb.add_scalar(k, float(v), row["step"])
 
     def write(self, step: int, metrics: dict) -> None:
         row = {"step": step, **{f"{self.prefix}/{k}": float(v) for k, v in metrics.items()}}
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
-        for k, v in metrics.items():
-            self.tb.add_scalar(f"{self.prefix}/{k}", float(v), step)
+        self._add_scalars(row)
         self.tb.flush()
 
     def close(self):
@@ -123,14 +153,14 @@ def train(model, examples: Sequence[dict], *, loss: str, config: LoopConfig, mes
             state=ocp.args.StandardRestore(abstract), data=grain.PyGrainCheckpointRestore(iterator)))
         trainer.state = restored["state"]
         start = int(trainer.state.step)
-    writer = MetricsWriter(run_dir, name)
+    writer = MetricsWriter(run_dir, name, resume_step=start)
 
     def save(step):
         manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(trainer.state),
                                                    data=grain.PyGrainCheckpointSave(iterator)),
                      force=True)
 
-    last: dict = {}
+    last: dict = writer.last()
     pending = None
     bar = tqdm(total=config.steps, initial=start, desc=name, unit="step", dynamic_ncols=True,
                mininterval=2.0)

@@ -2,8 +2,8 @@
 
 Reads `config.eval`: dataset/problems (as for `python -m prm_jax.evaluate`), max_problems,
 n samples per problem, ks, temperature, top_p, max_new_tokens, stop_strings. Writes
-`samples.jsonl` (task_id, completion) and `eval_results.jsonl` (per problem) to the workdir and
-returns the summary.
+`samples.jsonl` (task_id, completion) and `eval_results.jsonl` (per problem, with completions)
+to the workdir and returns the summary.
 """
 
 from __future__ import annotations
@@ -11,12 +11,13 @@ from __future__ import annotations
 import json
 import os
 
-from prm_jax import sharding
 from prm_jax.data import sources
 from prm_jax.evaluate import evaluate
+from prm_jax.jsonio import write_jsonl_atomic
 from prm_jax.models.factory import model_from_config
+from prm_jax.run_config import RunConfig
 from prm_jax.sampling import Sampler, SamplingConfig
-from prm_jax.tokenizer import load_tokenizer
+from prm_jax.stages import common
 
 
 def sample_and_evaluate(sampler: Sampler, problems, sampling: SamplingConfig, ks, *, seed: int = 0,
@@ -27,27 +28,23 @@ def sample_and_evaluate(sampler: Sampler, problems, sampling: SamplingConfig, ks
     return samples, evaluate(problems, samples, ks, timeout_s=timeout_s), out
 
 
-def run(config, workdir: str) -> dict:
+def run(config: RunConfig) -> dict:
     cfg = config.eval
-    tokenizer = load_tokenizer(config.tokenizer)
-    mesh = sharding.make_mesh(config.mesh.to_dict())
+    tokenizer = common.tokenizer(config)
+    mesh = common.mesh(config)
     model = model_from_config(config, tokenizer, mesh=mesh)
     problems, report = sources.load(cfg.dataset, cfg.problems or None)
     if cfg.max_problems:
         problems = problems[: cfg.max_problems]
     sampling = SamplingConfig(temperature=cfg.temperature, top_p=cfg.top_p, n=cfg.n,
-                              max_new_tokens=cfg.max_new_tokens,
-                              stop_strings=tuple(cfg.stop_strings))
+                              max_new_tokens=cfg.max_new_tokens, stop_strings=cfg.stop_strings)
     samples, result, out = sample_and_evaluate(Sampler(model, tokenizer, mesh=mesh), problems,
                                                sampling, cfg.ks, seed=config.seed,
                                                timeout_s=cfg.timeout_s)
-    with open(os.path.join(workdir, "samples.jsonl"), "w") as f:
-        for task_id, texts in samples.items():
-            for text in texts:
-                f.write(json.dumps({"task_id": task_id, "completion": text}) + "\n")
-    with open(os.path.join(workdir, "eval_results.jsonl"), "w") as f:
-        for row in result["problems"]:
-            f.write(json.dumps(row) + "\n")
+    write_jsonl_atomic(os.path.join(config.workdir, "samples.jsonl"),
+                       [{"task_id": task_id, "completion": text}
+                        for task_id, texts in samples.items() for text in texts])
+    write_jsonl_atomic(os.path.join(config.workdir, "eval_results.jsonl"), result["problems"])
     summary = dict(result["summary"], source=report.summary(),
                    stop_reasons={r: out.stop_reasons.count(r) for r in set(out.stop_reasons)})
     print(json.dumps({k: v for k, v in summary.items() if k.startswith("pass@")}))

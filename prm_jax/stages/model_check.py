@@ -15,9 +15,11 @@ import optax
 from absl import logging
 
 from prm_jax import sharding
+from prm_jax.run_config import RunConfig
 from prm_jax.models import count_params, load_pretrained, save_pretrained
 from prm_jax.models.factory import model_from_config
-from prm_jax.tokenizer import ASSETS, load_tokenizer
+from prm_jax.stages import common
+from prm_jax.tokenizer import ASSETS
 from prm_jax.train.losses import next_token_loss
 from prm_jax.train.step import ShardedTrainer
 
@@ -33,9 +35,11 @@ def code_windows(tokenizer, batch_size: int, seq_len: int, seed: int) -> dict:
     return {"tokens": tokens, "mask": np.ones_like(tokens, bool)}
 
 
-def run(config, workdir: str) -> dict:
-    tokenizer = load_tokenizer(config.tokenizer)
-    mesh = sharding.make_mesh(config.mesh.to_dict())
+def run(config: RunConfig) -> dict:
+    """Writes the trained model to workdir/export and returns what it measured."""
+    tokenizer = common.tokenizer(config)
+    mesh = common.mesh(config)
+    mc = config.model_check
     model = model_from_config(config, tokenizer, mesh=mesh)
     n_params = count_params(model)
     summary = sharding.sharding_summary(model, mesh)
@@ -43,24 +47,24 @@ def run(config, workdir: str) -> dict:
           f"{model.config.num_layers} layers, d={model.config.hidden_size}")
     print(summary)
 
-    tx = optax.adamw(config.learning_rate)
+    tx = optax.adamw(mc.learning_rate)
     trainer = ShardedTrainer(model, tx, mesh, next_token_loss)
-    batch = code_windows(tokenizer, config.batch_size, config.seq_len, config.seed)
+    batch = code_windows(tokenizer, mc.batch_size, mc.seq_len, config.seed)
     logits = trainer.forward(batch["tokens"], batch["mask"])
     if not bool(np.isfinite(np.asarray(logits)).all()):
         raise FloatingPointError("forward pass produced non-finite logits")
 
     losses, step_times = [], []
-    for step in range(config.train_steps):
+    for step in range(mc.train_steps):
         start = time.perf_counter()
         metrics = jax.device_get(trainer.step(batch))
         step_times.append(time.perf_counter() - start)
         losses.append(float(metrics["loss"]))
-        if step % 5 == 0 or step == config.train_steps - 1:
+        if step % 5 == 0 or step == mc.train_steps - 1:
             print(f"step {step:4d}  loss {losses[-1]:.4f}  grad_norm {float(metrics['grad_norm']):.3f}"
                   f"  {step_times[-1]:.3f}s")
 
-    export_dir = os.path.join(workdir, "export")
+    export_dir = os.path.join(config.workdir, "export")
     trained = trainer.model()
     save_pretrained(trained, export_dir, tokenizer=tokenizer)
     reloaded = load_pretrained(export_dir, dtype=model.config.dtype,

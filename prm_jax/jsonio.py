@@ -1,0 +1,82 @@
+"""JSON Lines in one place: reading with `file:line` errors (plain or gzip), atomic writes."""
+
+from __future__ import annotations
+
+import gzip
+import json
+import os
+from typing import Any, Iterator
+
+
+class JsonlError(ValueError):
+    """A JSONL file has a line that is not a JSON object."""
+
+
+def _open_text(path: str):
+    return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
+
+
+def iter_jsonl(path: str, what: str = "file") -> Iterator[tuple[str, dict]]:
+    """Yields (`path:line`, object) for each non-blank line; `.gz` files are decompressed.
+
+    Raises FileNotFoundError for a missing path or a directory, JsonlError naming the line for
+    anything that is not a JSON object.
+    """
+    if not os.path.exists(path):
+        raise FileNotFoundError(f"{what} {path} does not exist")
+    if os.path.isdir(path):
+        raise FileNotFoundError(f"{what} {path} is a directory, expected a JSONL file")
+    try:
+        with _open_text(path) as f:
+            for line_no, line in enumerate(f, 1):
+                if not line.strip():
+                    continue
+                where = f"{path}:{line_no}"
+                try:
+                    row = json.loads(line)
+                except json.JSONDecodeError as e:
+                    raise JsonlError(f"{where}: not valid JSON ({e.msg})") from e
+                if not isinstance(row, dict):
+                    raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
+                yield where, row
+    except (gzip.BadGzipFile, UnicodeDecodeError, EOFError) as e:
+        raise JsonlError(f"{path}: cannot be read as {'gzip ' if path.endswith('.gz') else ''}"
+                         f"UTF-8 JSONL ({e})") from e
+
+
+def read_jsonl(path: str, what: str = "file") -> list[dict]:
+    return [row for _, row in iter_jsonl(path, what)]
+
+
+def write_atomic(path: str, text: str) -> None:
+    """Writes `path.partial`, then renames it over `path`: readers never see half a file."""
+    tmp = path + ".partial"
+    with open(tmp, "w", encoding="utf-8") as f:
+        f.write(text)
+        f.flush()
+        os.fsync(f.fileno())
+    os.replace(tmp, path)
+
+
+def write_jsonl_atomic(path: str, rows) -> None:
+    write_atomic(path, "".join(json.dumps(r) + "\n" for r in rows))
+
+
+def write_json_atomic(path: str, obj: Any) -> None:
+    write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
+
+
+def check_output_path(path: str, *, overwrite: bool, what: str = "--out") -> str:
+    """Absolute `path` after checking it can be written: its folder exists, it is not a
+    directory, and it does not exist unless `overwrite`. Raises FileNotFoundError/FileExistsError."""
+    path = os.path.abspath(path)
+    folder = os.path.dirname(path)
+    if os.path.isdir(path):
+        raise FileExistsError(f"{what} {path} is a directory, expected a file path")
+    if not os.path.isdir(folder):
+        raise FileNotFoundError(f"{what} {path}: folder {folder} does not exist")
+    if os.path.exists(path) and not overwrite:
+        raise FileExistsError(f"{what} {path} exists; pass --overwrite to replace it")
+    if not os.access(folder, os.W_OK):
+        raise PermissionError(f"{what} {path}: folder {folder} is not writable")
+    return path

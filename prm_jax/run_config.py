@@ -1,0 +1,316 @@
+"""The launcher's ConfigDict as typed, validated, frozen dataclasses — built once, before any work.
+
+`RunConfig.from_config_dict(config, workdir)` is where the `ml_collections.ConfigDict` stops:
+every value of every section is checked (type, range, known names) and every path is made
+absolute, so a bad value fails before anything is written and a relative `--workdir` or
+`--config.init_from` works from any current directory. Each stage reads only its own section
+plus the shared top-level fields.
+
+Errors are `ConfigValueError` with one line naming the key, the value and what was expected.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import os
+from typing import Any, Mapping
+
+import ml_collections
+
+from prm_jax import config_utils
+
+# Losses and label selections are validated by name here; the training loop owns the functions.
+PRM_LOSSES = ("prm_mse", "prm_bce")
+PRM_SELECTIONS = ("full", "revised_only")
+EVAL_DATASETS = ("humaneval", "mbpp", "io", "jsonl", "synthetic")
+# Keys whose change does not change any result: a resumed run may differ in these.
+NON_RESULT_KEYS = ("workdir", "stages", "distributed", "mesh.", "sft.checkpoint_every", "prm.checkpoint_every")
+
+
+class ConfigValueError(config_utils.ConfigKeyError):
+    """A config value is out of range or inconsistent with another."""
+
+
+def _need(ok: bool, key: str, value: Any, expected: str) -> None:
+    if not ok:
+        raise ConfigValueError(f"config.{key}={value!r}: expected {expected}")
+
+
+def _key(prefix: str, name: str) -> str:
+    return f"{prefix}.{name}" if prefix else name
+
+
+def _positive(section, prefix: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _need(value > 0, _key(prefix, name), value, "a positive number")
+
+
+def _non_negative(section, prefix: str, *names: str) -> None:
+    for name in names:
+        value = getattr(section, name)
+        _need(value >= 0, _key(prefix, name), value, "a number >= 0")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class DataConfig:
+    """The synthetic long-horizon suite (`prm_jax.data.synthetic`)."""
+
+    seed: int = 0
+    # SFT training problems and held-out-composition test problems.
+    num_train: int = 3000
+    num_test: int = 48
+    # Horizon H = number of solution lines, drawn uniformly in [min_horizon, max_horizon].
+    min_horizon: int = 1
+    max_horizon: int = 4
+
+    def __post_init__(self):
+        _positive(self, "data", "num_train", "num_test", "min_horizon")
+        _need(self.max_horizon >= self.min_horizon, "data.max_horizon", self.max_horizon,
+              f"an integer >= data.min_horizon={self.min_horizon}")
+        _need(self.max_horizon <= 16, "data.max_horizon", self.max_horizon, "at most 16")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class TrainSection:
+    """Fields shared by the supervised loops (SFT and PRM training)."""
+
+    steps: int
+    batch_size: int
+    learning_rate: float
+    warmup_steps: int
+    checkpoint_every: int
+
+    def _check(self, prefix: str) -> None:
+        _positive(self, prefix, "steps", "batch_size", "learning_rate", "checkpoint_every")
+        _non_negative(self, prefix, "warmup_steps")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SFTConfig(TrainSection):
+    # Tokens per example (prompt + reference solution); longer examples are skipped.
+    seq_len: int = 256
+    # Steps whose policy is also exported (workdir/policy_step<N>) for sampling.
+    snapshot_steps: tuple[int, ...] = ()
+
+    def __post_init__(self):
+        self._check("sft")
+        _need(self.seq_len >= 16, "sft.seq_len", self.seq_len, "an integer >= 16")
+        for step in self.snapshot_steps:
+            _need(isinstance(step, int) and 0 < step < self.steps, "sft.snapshot_steps",
+                  self.snapshot_steps, f"integers in [1, sft.steps={self.steps})")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class SampleConfig:
+    num_problems: int = 96
+    # Responses per problem from the final policy and from each SFT snapshot.
+    n: int = 4
+    snapshot_n: int = 0
+    temperature: float = 0.8
+    max_new_tokens: int = 160
+
+    def __post_init__(self):
+        _positive(self, "sample", "num_problems", "n", "max_new_tokens")
+        _non_negative(self, "sample", "snapshot_n", "temperature")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class LabelStageConfig:
+    # Completions per probed prefix (K) and how many are drawn per wave (early exit between waves).
+    k: int = 4
+    wave: int = 2
+    temperature: float = 0.8
+    # Responses labelled in lock-step per batch (one sampler call per wave).
+    batch_size: int = 64
+    # Failing responses also labelled by per-line Monte Carlo (the baseline).
+    mc_responses: int = 24
+    # Correct responses mutated for PRLCoder-style labels, and mutants per line.
+    mutation_responses: int = 32
+    mutation_per_line: int = 1
+
+    def __post_init__(self):
+        _positive(self, "label", "k", "wave", "batch_size", "mutation_per_line")
+        _non_negative(self, "label", "temperature", "mc_responses", "mutation_responses")
+        _need(self.wave <= self.k, "label.wave", self.wave, f"an integer <= label.k={self.k}")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class PRMConfig(TrainSection):
+    loss: str = "prm_mse"
+    selection: str = "full"
+    # Fraction of labelled tasks held out for PRM evaluation.
+    heldout_fraction: float = 0.25
+
+    def __post_init__(self):
+        self._check("prm")
+        _need(self.loss in PRM_LOSSES, "prm.loss", self.loss, f"one of {PRM_LOSSES}")
+        _need(self.selection in PRM_SELECTIONS, "prm.selection", self.selection,
+              f"one of {PRM_SELECTIONS}")
+        _need(0 < self.heldout_fraction < 1, "prm.heldout_fraction", self.heldout_fraction,
+              "a fraction in (0, 1)")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class EvalConfig:
+    dataset: str = "synthetic"
+    # A problem file, or for synthetic a spec such as "split=test,num_problems=32".
+    problems: str = ""
+    max_problems: int = 0  # 0 = all
+    n: int = 4
+    ks: tuple[int, ...] = (1,)
+    temperature: float = 0.8
+    top_p: float = 1.0
+    max_new_tokens: int = 256
+    stop_strings: tuple[str, ...] = ()
+    timeout_s: float = 5.0
+
+    def __post_init__(self):
+        _need(self.dataset in EVAL_DATASETS, "eval.dataset", self.dataset, f"one of {EVAL_DATASETS}")
+        _positive(self, "eval", "n", "max_new_tokens", "timeout_s")
+        _non_negative(self, "eval", "max_problems", "temperature")
+        _need(0 < self.top_p <= 1, "eval.top_p", self.top_p, "a number in (0, 1]")
+        _need(bool(self.ks) and all(isinstance(k, int) and 0 < k <= self.n for k in self.ks),
+              "eval.ks", self.ks, f"positive integers <= eval.n={self.n}")
+        _need(all(isinstance(s, str) and s for s in self.stop_strings), "eval.stop_strings",
+              self.stop_strings, "non-empty strings")
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ModelCheckConfig:
+    batch_size: int = 8
+    seq_len: int = 128
+    train_steps: int = 20
+    learning_rate: float = 3e-3
+
+    def __post_init__(self):
+        _positive(self, "", "batch_size", "seq_len", "learning_rate")
+        _non_negative(self, "", "train_steps")
+
+
+# Section name in the ConfigDict -> dataclass; None when the config has no such section.
+SECTIONS = {"data": DataConfig, "sft": SFTConfig, "sample": SampleConfig,
+            "label": LabelStageConfig, "prm": PRMConfig, "eval": EvalConfig}
+# Stage -> the sections it reads.
+STAGE_SECTIONS = {"sft": ("data", "sft", "sample"), "sample": ("data", "sft", "sample"),
+                  "label": ("data", "sample", "label"), "prm_train": ("sft", "prm"),
+                  "prm_eval": ("prm",), "evaluate": ("eval",), "model_check": ()}
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RunConfig:
+    """Everything a run needs, validated; paths are absolute."""
+
+    workdir: str
+    stages: tuple[str, ...]
+    seed: int = 0
+    # A tokenizer directory, "builtin", or "" = the init_from checkpoint's tokenizer (else builtin).
+    tokenizer: str = ""
+    # A HF checkpoint directory to start from ("" = random init from `model`).
+    init_from: str = ""
+    distributed: bool = False
+    # config.model as given (vocab_size 0 = the tokenizer's size); typed by models.factory.
+    model: Mapping[str, Any] = dataclasses.field(default_factory=dict)
+    mesh: Mapping[str, int] = dataclasses.field(default_factory=dict)
+    data: DataConfig | None = None
+    sft: SFTConfig | None = None
+    sample: SampleConfig | None = None
+    label: LabelStageConfig | None = None
+    prm: PRMConfig | None = None
+    eval: EvalConfig | None = None
+    model_check: ModelCheckConfig = dataclasses.field(default_factory=ModelCheckConfig)
+
+    @property
+    def tokenizer_dir(self) -> str:
+        """The tokenizer actually used: explicit, else init_from's, else the built-in one."""
+        return self.tokenizer or self.init_from or "builtin"
+
+    @classmethod
+    def from_config_dict(cls, config: ml_collections.ConfigDict, workdir: str) -> "RunConfig":
+        values = config.to_dict()
+        top = {"workdir": _absolute_workdir(workdir)}
+        for name in ("stages", "seed", "tokenizer", "init_from", "distributed", "model", "mesh"):
+            if name in values:
+                top[name] = values.pop(name)
+        top["stages"] = tuple(top.get("stages", ()))
+        _need(bool(top["stages"]), "stages", top["stages"], "at least one stage")
+        for name, section in SECTIONS.items():
+            if name in values:
+                top[name] = config_utils.to_dataclass(section, _tuples(values.pop(name)),
+                                                      where=f"config.{name}")
+        check = {k: values.pop(k) for k in ("batch_size", "seq_len", "train_steps", "learning_rate")
+                 if k in values}
+        top["model_check"] = config_utils.to_dataclass(ModelCheckConfig, check, where="config")
+        if values:
+            raise config_utils.ConfigKeyError(f"config: unknown keys {sorted(values)}")
+        for name in ("tokenizer", "init_from"):
+            path = top.get(name, "")
+            if path and path != "builtin":
+                top[name] = os.path.abspath(os.path.expanduser(path))
+                if not os.path.isdir(top[name]):
+                    raise FileNotFoundError(f"config.{name}={path!r}: directory {top[name]} does "
+                                            "not exist")
+        run = config_utils.to_dataclass(cls, top, where="config")
+        run._check_stages()
+        return run
+
+    def _check_stages(self) -> None:
+        from prm_jax.stages import STAGES
+
+        unknown = [s for s in self.stages if s not in STAGES]
+        if unknown:
+            raise config_utils.ConfigKeyError(f"config.stages has unknown stages {unknown}; "
+                                              f"available: {sorted(STAGES)}")
+        for stage in self.stages:
+            for section in STAGE_SECTIONS.get(stage, ()):
+                if getattr(self, section) is None:
+                    raise config_utils.ConfigKeyError(
+                        f"stage {stage!r} needs the config section config.{section}, which this "
+                        "config does not define")
+        if self.eval is not None and self.eval.dataset != "synthetic" and self.eval.problems:
+            path = os.path.abspath(os.path.expanduser(self.eval.problems))
+            if not os.path.isfile(path):
+                raise FileNotFoundError(f"config.eval.problems={self.eval.problems!r}: file {path} "
+                                        "does not exist")
+            object.__setattr__(self, "eval", dataclasses.replace(self.eval, problems=path))
+
+    def to_json_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+
+def _absolute_workdir(workdir: str) -> str:
+    _need(bool(workdir), "workdir", workdir, "a directory path")
+    path = os.path.abspath(os.path.expanduser(workdir))
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ConfigValueError(f"--workdir={workdir!r}: {path} exists and is not a directory")
+    return path
+
+
+def _tuples(values: Mapping[str, Any]) -> dict:
+    """Lists (from ConfigDict or JSON) become tuples, so the frozen sections are hashable."""
+    return {k: tuple(v) if isinstance(v, list) else v for k, v in values.items()}
+
+
+def flatten(tree: Mapping[str, Any], prefix: str = "") -> dict[str, Any]:
+    out = {}
+    for key, value in tree.items():
+        if isinstance(value, Mapping):
+            out.update(flatten(value, f"{prefix}{key}."))
+        else:
+            out[f"{prefix}{key}"] = list(value) if isinstance(value, tuple) else value
+    return out
+
+
+def result_changing_differences(old: Mapping[str, Any], new: Mapping[str, Any]) -> list[str]:
+    """Keys set in both configs whose values differ and that change results (not NON_RESULT_KEYS).
+
+    A section absent (None) from one of them is not a difference: a later run may add stages.
+    """
+    a, b = flatten(old), flatten(new)
+    diff = []
+    for key in sorted(set(a) & set(b)):
+        if key.startswith(NON_RESULT_KEYS) or a[key] is None or b[key] is None:
+            continue
+        if a[key] != b[key]:
+            diff.append(f"{key}: {a[key]!r} -> {b[key]!r}")
+    return diff

@@ -1,0 +1,17 @@
+"""The launcher's stages: name -> `run(config: RunConfig) -> dict of results`.
+
+The default pipeline is sft → sample → label → prm_train → prm_eval; each stage reads what the
+earlier ones wrote into the workdir (`prm_jax.workdir` names the files) and skips finished work.
+"""
+
+from prm_jax.stages import evaluate, label, model_check, prm_eval, prm_train, sample, sft
+
+STAGES = {
+    "model_check": model_check.run,
+    "evaluate": evaluate.run,
+    "sft": sft.run,
+    "sample": sample.run,
+    "label": label.run,
+    "prm_train": prm_train.run,
+    "prm_eval": prm_eval.run,
+}

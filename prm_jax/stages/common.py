@@ -1,0 +1,69 @@
+"""What several stages share: tokenizer and mesh of a run, synthetic problems, loop configs,
+greedy pass@1 by horizon, and stored training results."""
+
+from __future__ import annotations
+
+import functools
+import json
+import os
+
+from prm_jax import sharding
+from prm_jax.data import synthetic
+from prm_jax.jsonio import write_json_atomic
+from prm_jax.run_config import RunConfig, TrainSection
+from prm_jax.tokenizer import load_tokenizer
+from prm_jax.train.loop import LoopConfig
+
+# Stop strings for completions of synthetic (and HumanEval-style) function bodies.
+STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
+
+
+def tokenizer(config: RunConfig):
+    return _tokenizer(config.tokenizer_dir)
+
+
+@functools.lru_cache(maxsize=4)
+def _tokenizer(spec: str):
+    return load_tokenizer(spec)
+
+
+def mesh(config: RunConfig):
+    return sharding.make_mesh(dict(config.mesh))
+
+
+def problems(config: RunConfig, split: str, num: int, offset_seed: int = 0):
+    d = config.data
+    return synthetic.generate(synthetic.SyntheticConfig(
+        seed=d.seed + offset_seed, num_problems=num, min_horizon=d.min_horizon,
+        max_horizon=d.max_horizon, split=split))
+
+
+def loop_config(c: TrainSection, seed: int) -> LoopConfig:
+    return LoopConfig(steps=c.steps, batch_size=c.batch_size, learning_rate=c.learning_rate,
+                      warmup_steps=c.warmup_steps, checkpoint_every=c.checkpoint_every,
+                      log_every=10, seed=seed)
+
+
+def pass_at_1_by_horizon(model, tok, problem_list, max_new_tokens: int, mesh_) -> dict:
+    """Greedy pass@1 of `model` on `problem_list`, overall and by horizon."""
+    from prm_jax.sampling import Sampler, SamplingConfig
+    from prm_jax.stages.evaluate import sample_and_evaluate
+
+    _, result, _ = sample_and_evaluate(
+        Sampler(model, tok, mesh=mesh_), problem_list,
+        SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop_strings=STOP), [1])
+    summary = result["summary"]
+    return {"pass@1": summary["pass@1"], "by_horizon": summary.get("by_horizon", {})}
+
+
+def save_train_result(run_dir: str, result: dict) -> None:
+    write_json_atomic(os.path.join(run_dir, "result.json"), result)
+
+
+def load_train_result(run_dir: str) -> dict:
+    """The final figures of a finished training run ({} if it predates result.json)."""
+    path = os.path.join(run_dir, "result.json")
+    if not os.path.exists(path):
+        return {}
+    with open(path) as f:
+        return json.load(f)

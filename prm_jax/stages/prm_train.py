@@ -1,0 +1,52 @@
+"""Stage `prm_train`: the PRM (policy backbone + fresh scalar head) trained on binary-search
+labels of the training tasks (`prm.heldout_fraction` of tasks kept for `prm_eval`).
+
+Writes workdir/prm (HF *ForTokenClassification) and workdir/prm_training (checkpoints, metrics).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from prm_jax.models import load_pretrained, save_pretrained
+from prm_jax.prm import label as label_lib
+from prm_jax.run_config import RunConfig
+from prm_jax.stages import common
+from prm_jax.train.examples import prm_examples
+from prm_jax.train.loop import train
+from prm_jax.workdir import Workdir, is_done, mark_done
+
+RUN_NAME = "prm_training"
+
+
+def split_rows(rows, fraction: float, seed: int):
+    """(train, held-out) label rows, split by task so no task is on both sides."""
+    tasks = sorted({r["task_id"] for r in rows})
+    rng = np.random.default_rng(seed)
+    held = set(rng.permutation(tasks)[: max(1, int(len(tasks) * fraction))].tolist())
+    return [r for r in rows if r["task_id"] not in held], [r for r in rows if r["task_id"] in held]
+
+
+def selected_rows(config: RunConfig, wd: Workdir):
+    rows = label_lib.select(label_lib.read_labels(wd.labels("binary_search")), config.prm.selection)
+    return split_rows(rows, config.prm.heldout_fraction, config.seed)
+
+
+def run(config: RunConfig) -> dict:
+    wd = Workdir(config.workdir)
+    tok = common.tokenizer(config)
+    train_rows, _ = selected_rows(config, wd)
+    if is_done(wd.prm):
+        return dict(common.load_train_result(wd.run_dir(RUN_NAME)), resumed=True)
+    examples, skipped = prm_examples(train_rows, tok, config.sft.seq_len)
+    print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
+    mesh = common.mesh(config)
+    model = load_pretrained(wd.policy, head="scalar", seed=config.seed)
+    model, result = train(model, examples, loss=config.prm.loss,
+                          config=common.loop_config(config.prm, config.seed), mesh=mesh,
+                          workdir=config.workdir, name=RUN_NAME)
+    result.update(train_responses=len(train_rows), examples=len(examples), skipped_examples=skipped)
+    common.save_train_result(wd.run_dir(RUN_NAME), result)
+    save_pretrained(model, wd.prm, tokenizer=tok)
+    mark_done(wd.prm)
+    return dict(result, resumed=False)

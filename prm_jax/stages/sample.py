@@ -1,0 +1,77 @@
+"""Stage `sample`: responses to the labelling problems from several policy checkpoints (the SFT
+snapshots, `sample.snapshot_n` each, and the final policy, `sample.n`), executed once.
+
+Writes workdir/responses.jsonl (atomically); a re-run reads it back.
+"""
+
+from __future__ import annotations
+
+import os
+
+from prm_jax.data.problem import Problem
+from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
+from prm_jax.models import load_pretrained
+from prm_jax.prm.rollouts import SandboxVerifier
+from prm_jax.run_config import RunConfig
+from prm_jax.sampling import Sampler, SamplingConfig
+from prm_jax.sandbox import SandboxPool
+from prm_jax.stages import common
+from prm_jax.workdir import Workdir, is_done
+
+# Labelling problems are drawn with this offset to the data seed (SFT uses the seed itself).
+LABEL_SEED_OFFSET = 1000
+
+
+def labelling_problems(config: RunConfig):
+    return common.problems(config, "train", config.sample.num_problems, offset_seed=LABEL_SEED_OFFSET)
+
+
+def _draw(config: RunConfig, wd: Workdir) -> list[dict]:
+    tok = common.tokenizer(config)
+    mesh = common.mesh(config)
+    problems = labelling_problems(config)
+    sources = [(f"policy_step{s}", config.sample.snapshot_n) for s in config.sft.snapshot_steps
+               if is_done(wd.snapshot(s))]
+    sources.append(("policy", config.sample.n))
+    rows = []
+    for index, (name, n) in enumerate(sources):
+        if n <= 0:
+            continue
+        policy = load_pretrained(wd.path(name))
+        out = Sampler(policy, tok, mesh=mesh).generate(
+            [p.prompt for p in problems],
+            SamplingConfig(temperature=config.sample.temperature, n=n,
+                           max_new_tokens=config.sample.max_new_tokens, stop_strings=common.STOP),
+            seed=config.seed if name == "policy" else config.seed + 1000 + index)
+        rows += [{"task_id": problems[i].task_id, "problem": problems[i].to_dict(),
+                  "policy": name, "response_id": f"{name}/s{j}", "response": text}
+                 for i, j, text in zip(out.prompt_index, out.sample_index, out.texts)]
+    with SandboxPool() as pool:
+        verdicts = SandboxVerifier(pool).verify(
+            [(Problem.from_dict(r["problem"]), r["response"]) for r in rows])
+    for row, verdict in zip(rows, verdicts):
+        row["passed"] = verdict
+    return rows
+
+
+def run(config: RunConfig) -> dict:
+    wd = Workdir(config.workdir)
+    resumed = os.path.exists(wd.responses)
+    if resumed:
+        rows = read_jsonl(wd.responses, "responses file")
+    else:
+        rows = _draw(config, wd)
+        write_jsonl_atomic(wd.responses, rows)
+    by_policy: dict[str, list[int]] = {}
+    for r in rows:
+        if r["passed"] is not None:
+            stats = by_policy.setdefault(r.get("policy", "policy"), [0, 0])
+            stats[0] += r["passed"]
+            stats[1] += 1
+    rates = {name: c / t for name, (c, t) in by_policy.items()}
+    scorable = sum(t for _, t in by_policy.values())
+    rate = sum(c for c, _ in by_policy.values()) / max(scorable, 1)
+    print(f"sampled {len(rows)} responses; pass rate {rate:.3f} "
+          + ", ".join(f"{k} {v:.3f}" for k, v in rates.items()))
+    return {"responses": len(rows), "pass_rate": rate, "pass_rate_by_policy": rates,
+            "masked": len(rows) - scorable, "resumed": resumed}

@@ -1,0 +1,64 @@
+"""The layout of a run's workdir: the one place that names its files and folders.
+
+  config.json              the resolved, validated config of the run (absolute paths)
+  summary.json             one entry per stage that has run, merged across invocations
+  policy/, policy_step<N>/ SFT policy and snapshots (HF checkpoints + tokenizer)
+  responses.jsonl          sampled responses with their test verdicts
+  labels_<method>.jsonl    line labels: binary_search, monte_carlo, mutation
+  prm/                     the PRM (HF *ForTokenClassification checkpoint)
+  <run>/                   a training run (sft, prm_training): checkpoints/, metrics.jsonl, tb/,
+                           result.json (its final figures, reused when a finished run is resumed)
+  prm_lines.png, .html     a held-out failing response coloured by PRM line scores
+"""
+
+from __future__ import annotations
+
+import os
+import time
+
+
+class Workdir:
+    def __init__(self, root: str):
+        self.root = os.path.abspath(root)
+
+    def path(self, *parts: str) -> str:
+        return os.path.join(self.root, *parts)
+
+    @property
+    def config(self) -> str:
+        return self.path("config.json")
+
+    @property
+    def summary(self) -> str:
+        return self.path("summary.json")
+
+    @property
+    def policy(self) -> str:
+        return self.path("policy")
+
+    def snapshot(self, step: int) -> str:
+        return self.path(f"policy_step{step}")
+
+    @property
+    def responses(self) -> str:
+        return self.path("responses.jsonl")
+
+    def labels(self, method: str) -> str:
+        return self.path(f"labels_{method}.jsonl")
+
+    @property
+    def prm(self) -> str:
+        return self.path("prm")
+
+    def run_dir(self, name: str) -> str:
+        return self.path(name)
+
+
+def is_done(path: str) -> bool:
+    """A directory written completely (a `DONE` marker is its last file)."""
+    return os.path.exists(os.path.join(path, "DONE"))
+
+
+def mark_done(path: str) -> None:
+    with open(os.path.join(path, "DONE"), "w") as f:
+        f.write(time.strftime("%Y-%m-%dT%H:%M:%S"))

@@ -59,6 +59,9 @@ def test_humaneval_canonical_and_wrong_through_the_command(tmp_path):
                                              for r in rows]
     _write_samples(tmp_path / "w.jsonl", wrong)
     proc = _cli(tmp_path, "--dataset", "humaneval", "--samples", str(tmp_path / "w.jsonl"), "--k", "1,2")
+    assert proc.returncode == 2 and "exists; pass --overwrite" in proc.stderr  # results kept
+    proc = _cli(tmp_path, "--dataset", "humaneval", "--samples", str(tmp_path / "w.jsonl"), "--k", "1,2",
+                "--overwrite")
     summary = json.loads(proc.stdout)
     assert summary["pass@1"] == 0.0 and summary["pass@2"] == 0.0
 

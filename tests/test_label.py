@@ -101,6 +101,30 @@ def test_resume_ends_with_the_same_file(tmp_path):
     assert stats["responses"] == 7 and stats["rollouts"] > 0
 
 
+@pytest.mark.parametrize("complete_rows", [1, 3])
+def test_kill_mid_batch_leaves_no_duplicates(tmp_path, complete_rows):
+    """Killed after writing some whole rows of a batch (with or without a torn line after them):
+    the resumed file holds every response once and equals an uninterrupted run's."""
+    recoverable = {f"p{i}": i % 5 for i in range(7)}
+    items = [L.Response(_problem(i), _response(6), passed=False) for i in range(7)]
+    config = L.LabelConfig(k=3, wave=1, batch_size=4)
+
+    def run(path):
+        return L.label_responses(items, ScriptedPolicy(recoverable, 3), MarkerVerifier(), config,
+                                 str(path))
+
+    stats = run(tmp_path / "full.jsonl")
+    full = (tmp_path / "full.jsonl").read_text()
+    lines = full.splitlines(keepends=True)
+    # Batch 0 is rows 0-3; batch 1 is rows 4-6: keep batch 0 plus part of batch 1.
+    cut = "".join(lines[:4 + complete_rows]) + (lines[4 + complete_rows][:20] if complete_rows < 3 else "")
+    (tmp_path / "cut.jsonl").write_text(cut)
+    assert run(tmp_path / "cut.jsonl") == stats
+    ids = [json.loads(line)["response_id"] for line in (tmp_path / "cut.jsonl").read_text().splitlines()]
+    assert len(ids) == len(set(ids)) == 7
+    assert (tmp_path / "cut.jsonl").read_text() == full
+
+
 def test_selection_strategies():
     rows = [{"task_id": "a", "passed": True, "empty_prefix_solvable": True},
             {"task_id": "b", "passed": False, "empty_prefix_solvable": True},

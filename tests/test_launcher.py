@@ -1,9 +1,12 @@
 """The launcher runs the default config end to end and rejects bad configs clearly."""
 
+import collections
 import json
 import os
+import shutil
 import subprocess
 import sys
+import time
 
 import pytest
 
@@ -77,29 +80,143 @@ SMALL_PIPELINE = (
     "--config.label.mutation_responses=4", "--config.prm.steps=10", "--config.prm.batch_size=4",
     "--config.prm.heldout_fraction=0.5", "--config.model.num_layers=1",
     "--config.model.hidden_size=64", "--config.model.intermediate_size=128")
+STAGES = {"sft", "sample", "label", "prm_train", "prm_eval"}
 
 
-def test_default_pipeline_end_to_end_small(tmp_path):
-    """SFT → sample → label → PRM train → PRM eval, shrunk to run in about a minute."""
-    proc = _launch(tmp_path, *SMALL_PIPELINE)
+@pytest.fixture(scope="module")
+def small_run(tmp_path_factory):
+    """SFT → sample → label → PRM train → PRM eval, shrunk to run in about half a minute."""
+    workdir = tmp_path_factory.mktemp("small_run")
+    proc = _launch(workdir, *SMALL_PIPELINE)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    summary = json.loads((tmp_path / "summary.json").read_text())
-    assert set(summary) == {"sft", "sample", "label", "prm_train", "prm_eval"}
-    assert "by_horizon" in summary["sft"]["test"]
+    return workdir, json.loads((workdir / "summary.json").read_text())
+
+
+def test_default_pipeline_end_to_end_small(small_run):
+    tmp_path, summary = small_run
+    assert set(summary) == STAGES
+    assert "by_horizon" in summary["sft"]["test"] and "loss" in summary["sft"]
     # Responses from two checkpoints: the step-10 snapshot (1 each) and the final policy (2 each).
     assert summary["sample"]["responses"] == 24
     assert set(summary["sample"]["pass_rate_by_policy"]) == {"policy_step10", "policy"}
     assert summary["label"]["binary_search"]["responses"] == 24
     assert 0.0 <= summary["label"]["agreement"]["line_agreement"] <= 1.0
     assert "auroc" in summary["prm_eval"]["prm"] and "position" in summary["prm_eval"]["baselines"]
-    for name in ("policy/config.json", "policy_step10/config.json", "prm/config.json",
-                 "labels_binary_search.jsonl", "labels_monte_carlo.jsonl", "labels_mutation.jsonl",
-                 "responses.jsonl", "sft/metrics.jsonl", "prm_training/metrics.jsonl"):
+    for name in ("policy/config.json", "policy/generation_config.json", "policy_step10/config.json",
+                 "prm/config.json", "labels_binary_search.jsonl", "labels_monte_carlo.jsonl",
+                 "labels_mutation.jsonl", "responses.jsonl", "sft/metrics.jsonl",
+                 "prm_training/metrics.jsonl", "config.json"):
         assert (tmp_path / name).exists(), name
-    # A second run resumes: nothing is retrained or relabelled.
-    again = _launch(tmp_path, *SMALL_PIPELINE)
+    config = json.loads((tmp_path / "config.json").read_text())
+    assert config["workdir"] == str(tmp_path) and config["sft"]["steps"] == 30
+
+
+def test_rerun_resumes_with_the_same_summary(small_run, tmp_path):
+    source, summary = small_run
+    workdir = tmp_path / "copy"
+    shutil.copytree(source, workdir)
+    again = _launch(workdir, *SMALL_PIPELINE)
     assert again.returncode == 0, again.stderr[-3000:]
-    resumed = json.loads((tmp_path / "summary.json").read_text())
+    resumed = json.loads((workdir / "summary.json").read_text())
     assert resumed["sft"]["resumed"] and resumed["prm_train"]["resumed"]
+    assert _shape(resumed) == _shape(summary)  # the same fields as the uninterrupted run
+    assert resumed["sft"]["loss"] == summary["sft"]["loss"]
     assert resumed["label"]["binary_search"] == {**summary["label"]["binary_search"],
                                                  "seconds": resumed["label"]["binary_search"]["seconds"]}
+    # A run of some stages merges into the summary instead of replacing it.
+    subset = _launch(workdir, *SMALL_PIPELINE, "--config.stages=('prm_eval',)")
+    assert subset.returncode == 0, subset.stderr[-3000:]
+    merged = json.loads((workdir / "summary.json").read_text())
+    assert set(merged) == STAGES and merged["sft"] == resumed["sft"]
+    # A result-changing key that differs from the workdir's run is refused, naming the key.
+    config_before = (workdir / "config.json").read_text()
+    changed = _launch(workdir, *SMALL_PIPELINE, "--config.sft.steps=31", "--config.label.k=3")
+    assert changed.returncode != 0
+    assert "sft.steps: 30 -> 31" in changed.stderr and "label.k: 2 -> 3" in changed.stderr
+    assert "Traceback" not in changed.stderr
+    assert (workdir / "config.json").read_text() == config_before
+
+
+def _shape(tree):
+    """The nested key structure of a summary (values dropped; dicts keyed by data kept)."""
+    if isinstance(tree, dict):
+        return {k: _shape(v) for k, v in tree.items() if k not in ("stage_seconds",)}
+    return type(tree).__name__ if not isinstance(tree, (int, float)) else "number"
+
+
+def _tb_steps(run_dir):
+    from tensorboard.backend.event_processing.event_file_loader import EventFileLoader
+
+    steps = collections.Counter()
+    for name in os.listdir(run_dir / "tb"):
+        for event in EventFileLoader(str(run_dir / "tb" / name)).Load():
+            for value in event.summary.value:
+                steps[(value.tag, event.step)] += 1
+    return steps
+
+
+def test_relative_workdir_killed_and_resumed(small_run, tmp_path):
+    """The README's way: a relative --workdir from another current directory; killed once
+    mid-training, then resumed to the same results, each logged step exactly once."""
+    _, reference = small_run
+    cwd = tmp_path / "cwd"
+    cwd.mkdir()
+    env = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu",
+               PYTHONPATH=ROOT)
+    cmd = [sys.executable, "-m", "prm_jax.main", f"--config={ROOT}/configs/default.py",
+           "--workdir=runs/small", *SMALL_PIPELINE]
+    proc = subprocess.Popen(cmd, cwd=cwd, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                            text=True)
+    checkpoint = cwd / "runs" / "small" / "sft" / "checkpoints" / "20"
+    deadline = time.monotonic() + 300
+    while not checkpoint.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    proc.kill()
+    _, err = proc.communicate()
+    assert checkpoint.exists(), err[-3000:]
+    workdir = cwd / "runs" / "small"
+    assert not (workdir / "policy" / "DONE").exists(), "killed too late to test a resume"
+    done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    assert done.returncode == 0, done.stderr[-4000:]
+    summary = json.loads((workdir / "summary.json").read_text())
+    assert _shape(summary) == _shape(reference)
+    assert summary["sft"]["resumed"] is False and summary["sft"]["steps"] == 30
+    assert summary["sft"]["loss"] == pytest.approx(reference["sft"]["loss"], abs=1e-5)
+    assert summary["sample"]["pass_rate"] == reference["sample"]["pass_rate"]
+    steps = [json.loads(line)["step"] for line in (workdir / "sft" / "metrics.jsonl").read_text().splitlines()]
+    assert steps == sorted(set(steps)) and steps[-1] == 30
+    tb = _tb_steps(workdir / "sft")
+    assert tb and max(tb.values()) == 1, [k for k, v in tb.items() if v > 1][:5]
+    assert {step for _, step in tb} == set(steps)
+
+
+@pytest.mark.parametrize("override, message", [
+    ("--config.sft.steps=-1", "config.sft.steps=-1: expected a positive number"),
+    ("--config.sft.batch_size=0", "config.sft.batch_size=0"),
+    ("--config.sft.learning_rate=-0.1", "config.sft.learning_rate=-0.1"),
+    ("--config.data.min_horizon=5", "config.data.max_horizon=4: expected an integer >= data.min_horizon=5"),
+    ("--config.label.k=0", "config.label.k=0"),
+    ("--config.label.wave=0", "config.label.wave=0"),
+    ("--config.prm.loss=prm_hinge", "config.prm.loss='prm_hinge': expected one of"),
+    ("--config.prm.selection=best", "config.prm.selection='best'"),
+    ("--config.prm.heldout_fraction=1.5", "config.prm.heldout_fraction=1.5: expected a fraction"),
+    ("--config.model.num_heads=3", "must be a multiple of num_kv_heads"),
+    ("--config.mesh.tensor=8", "1 devices are not divisible"),
+    ("--config.tokenizer=/no/such/dir", "config.tokenizer='/no/such/dir'"),
+])
+def test_invalid_values_stop_before_any_work(tmp_path, override, message):
+    workdir = tmp_path / "run"
+    start = time.monotonic()
+    proc = _launch(workdir, override)
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr[-2000:]
+    assert "Traceback" not in proc.stderr and "SFT:" not in proc.stdout
+    assert not workdir.exists()  # nothing written
+    assert time.monotonic() - start < 60
+
+
+def test_workdir_that_is_a_file(tmp_path):
+    (tmp_path / "file").write_text("keep me")
+    proc = _launch(tmp_path / "file")
+    assert proc.returncode != 0 and "exists and is not a directory" in proc.stderr
+    assert (tmp_path / "file").read_text() == "keep me"

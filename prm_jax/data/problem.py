@@ -52,6 +52,8 @@ class Problem:
             raise ProblemError(f"{where}: test_kind={self.test_kind!r}, expected one of {TEST_KINDS}")
         if self.assembly not in ASSEMBLY_MODES:
             raise ProblemError(f"{where}: assembly={self.assembly!r}, expected one of {ASSEMBLY_MODES}")
+        if not isinstance(self.tests, (list, tuple)):
+            raise ProblemError(f"{where}: tests must be a list, got {type(self.tests).__name__}")
         if not self.tests:
             raise ProblemError(f"{where}: has no tests")
         if self.test_kind == "assert":

@@ -1,12 +1,13 @@
 # Two entry points on a fresh clone (each installs what it needs into .venv first):
 #   make run    the main job on the built-in default config (configs/default.py)
 #   make test   the test suite
+#   make tensorboard   TensorBoard on $(WORKDIR) (installs the test/dev extras)
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
 WORKDIR ?= runs/default
 
-.PHONY: run test install install-test clean
+.PHONY: run test tensorboard install install-test clean
 
 $(VENV)/.runtime: requirements/lock-py311.txt setup.py scripts/install_system_deps.sh
 	bash scripts/install_system_deps.sh
@@ -27,6 +28,9 @@ run: $(VENV)/.runtime
 
 test: $(VENV)/.test
 	$(PY) -m pytest -q tests
+
+tensorboard: $(VENV)/.test
+	$(VENV)/bin/tensorboard --logdir $(WORKDIR)
 
 clean:
 	rm -rf $(VENV) runs

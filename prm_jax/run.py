@@ -23,6 +23,8 @@ from prm_jax.models import config as model_config, hf
 from prm_jax.models.factory import check_model
 from prm_jax.run_config import RunConfig, result_changing_differences
 from prm_jax.sampling import SamplingError
+from prm_jax.stages.context import StageContext
+from prm_jax.tokenizer import load_tokenizer
 from prm_jax.workdir import Workdir
 
 # Errors caused by the user's input, reported without a traceback.
@@ -35,16 +37,15 @@ class ResumeMismatchError(config_utils.ConfigKeyError):
     """The workdir holds a run made with different result-changing config values."""
 
 
-def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunConfig:
+def prepare(config: ml_collections.ConfigDict, workdir: str) -> StageContext:
     """Validates everything a run needs (config values, tokenizer, model shape, mesh, sharding,
-    a resumable workdir) without writing anything; returns the typed config."""
+    a resumable workdir) without writing anything; returns what the stages receive."""
     run_config = RunConfig.from_config_dict(config, workdir)
     if run_config.distributed:
         jax.distributed.initialize()
-    from prm_jax.stages import common
-
-    tokenizer = common.tokenizer(run_config)
-    check_model(run_config, tokenizer, common.mesh(run_config))
+    tokenizer = load_tokenizer(run_config.tokenizer_dir)
+    mesh = sharding.make_mesh(dict(run_config.mesh))
+    check_model(run_config, tokenizer, mesh)
     wd = Workdir(run_config.workdir)
     if os.path.exists(wd.config):
         with open(wd.config) as f:
@@ -54,7 +55,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> RunConfig:
             raise ResumeMismatchError(
                 f"workdir {wd.root} holds a run with a different config; refusing to mix results. "
                 f"Differences: {'; '.join(diff)}. Use a new --workdir (or restore those values).")
-    return run_config
+    return StageContext(config=run_config, workdir=wd, tokenizer=tokenizer, mesh=mesh)
 
 
 def _previous(path: str) -> dict:
@@ -67,8 +68,8 @@ def _previous(path: str) -> dict:
 def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     from prm_jax.stages import STAGES
 
-    run_config = prepare(config, workdir)
-    wd = Workdir(run_config.workdir)
+    ctx = prepare(config, workdir)
+    run_config, wd = ctx.config, ctx.workdir
     os.makedirs(wd.root, exist_ok=True)
     stored = _previous(wd.config)
     write_json_atomic(wd.config, {**stored, **{k: v for k, v in run_config.to_json_dict().items()
@@ -78,7 +79,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for stage in run_config.stages:
         logging.info("stage %s", stage)
         start = time.perf_counter()
-        results[stage] = STAGES[stage](run_config)
+        results[stage] = STAGES[stage](ctx)
         results[stage]["stage_seconds"] = round(time.perf_counter() - start, 1)
         summary[stage] = results[stage]
         # Written after every stage, so a partial run still leaves its summary.

@@ -34,6 +34,7 @@ import numpy as np
 from flax import nnx
 
 from prm_jax.models.kv_cache import KVCache
+from prm_jax.models.sharded import ShardedModel
 
 STOP_EOS, STOP_STRING, STOP_LENGTH = "eos", "stop_string", "length"
 _DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
@@ -227,11 +228,19 @@ class Sampler:
         self.batch_multiple = batch_multiple
         self.chunk = chunk
         self.cache_dtype = cache_dtype
-        self.graphdef, self.params = nnx.split(model, nnx.Param)
+        self.sharded = ShardedModel(model, mesh)
+        self.graphdef = self.sharded.graphdef
         if mesh is not None:
-            from prm_jax import sharding
             self.batch_multiple = math.lcm(batch_multiple, mesh.shape["data"] * mesh.shape["fsdp"])
-            self.params = jax.device_put(self.params, sharding.state_shardings(self.params, mesh))
+
+    @property
+    def params(self) -> nnx.State:
+        return self.sharded.params
+
+    def update_params(self, params: nnx.State) -> None:
+        """Samples from new weights of the same model (e.g. after a policy update) without
+        recompiling: they are placed with the same shardings."""
+        self.sharded.update_params(params)
 
     # ------------------------------------------------------------------ tokenisation
     def encode(self, prompts, *, special_tokens: bool = True) -> list[list[int]]:

@@ -212,3 +212,18 @@ def test_bad_arguments_are_clear_errors(tiny, tokenizer):
         sampler.generate([[5]], prefixes=["a", "b"])
     with pytest.raises(SamplingError, match="LM head"):
         Sampler(build_model(tiny.config, head="scalar"), tokenizer)
+
+
+def test_update_params_samples_new_weights_without_recompiling(tiny, tokenizer):
+    from flax import nnx
+
+    config = SamplingConfig(temperature=0.0, max_new_tokens=8, eos_ids=())
+    other = build_model(tiny.config, seed=11)
+    expected = Sampler(other, tokenizer).generate(_prompts(9), config).token_ids
+    sampler = Sampler(tiny, tokenizer)
+    before = sampler.generate(_prompts(9), config).token_ids
+    compiled = _decode_chunk._cache_size()
+    sampler.update_params(nnx.state(other, nnx.Param))
+    after = sampler.generate(_prompts(9), config).token_ids
+    assert after == expected and after != before
+    assert _decode_chunk._cache_size() == compiled

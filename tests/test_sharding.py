@@ -95,3 +95,27 @@ def test_summary_names_every_parameter_class():
     mesh = sharding_lib.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
     summary = sharding_lib.sharding_summary(build_model(CONFIG), mesh)
     assert "('embed', 'heads', 'head_dim')" in summary and "'fsdp', 'tensor'" in summary
+
+
+def test_scalar_head_forward_on_a_mesh():
+    """A PRM/critic (scalar head, [B,T] outputs) through ShardedTrainer and ShardedModel on a
+    (2,2,2) mesh equals the unsharded model."""
+    from prm_jax.models import ScalarHeadModel
+    from prm_jax.models.sharded import ShardedModel
+
+    model = ScalarHeadModel(CONFIG, rngs=__import__("flax").nnx.Rngs(2))
+    batch = _batch()
+    expected = np.asarray(model(batch["tokens"], mask_BxT=batch["mask"])[0])
+    mesh = sharding_lib.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    trainer = ShardedTrainer(model, _optimizer(), mesh, next_token_loss)
+    values = trainer.forward(batch["tokens"], batch["mask"])
+    assert values.shape == (8, 12)
+    np.testing.assert_allclose(np.asarray(values), expected, atol=1e-5)
+    sharded = ShardedModel(model, mesh)
+    np.testing.assert_allclose(np.asarray(sharded.forward(batch["tokens"], batch["mask"])), expected,
+                               atol=1e-5)
+    got = sharded.values_at([[1, 2, 3], [4, 5]], [[0, 2], [1]], batch_size=4)
+    ref = np.asarray(model(np.asarray([[1, 2, 3], [4, 5, 0]], np.int32),
+                           mask_BxT=np.asarray([[1, 1, 1], [1, 1, 0]], bool))[0])
+    np.testing.assert_allclose(got[0], ref[0, [0, 2]], atol=1e-5)
+    np.testing.assert_allclose(got[1], ref[1, [1]], atol=1e-5)

@@ -63,3 +63,18 @@ def test_bad_loop_arguments(examples, tmp_path):
     with pytest.raises(ValueError, match="fewer than one batch"):
         train(build_model(CONFIG), examples[:2], loss="next_token",
               config=LoopConfig(steps=1, batch_size=4), mesh=_mesh(), workdir=str(tmp_path), name="y")
+
+
+def test_non_finite_loss_stops_the_run(examples, tmp_path):
+    from prm_jax.train.losses import next_token_loss
+    from prm_jax.train.loop import NonFiniteLossError
+
+    def exploding(model, batch):
+        loss, metrics = next_token_loss(model, batch)
+        loss = loss * jax.numpy.where(batch["tokens"][0, 0] >= 0, jax.numpy.nan, 1.0)
+        return loss, dict(metrics, loss=loss)
+
+    config = LoopConfig(steps=10, batch_size=4, checkpoint_every=2, log_every=1)
+    with pytest.raises(NonFiniteLossError, match="loss is nan at step 1"):
+        train(build_model(CONFIG), examples, loss=exploding, config=config, mesh=_mesh(),
+              workdir=str(tmp_path), name="nan")

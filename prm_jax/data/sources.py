@@ -25,6 +25,7 @@ import re
 from typing import Any, Callable, Iterator
 
 from prm_jax.data.problem import Problem, ProblemError
+from prm_jax.jsonio import write_jsonl_atomic
 
 DATASETS = ("humaneval", "mbpp", "io", "jsonl", "synthetic")
 
@@ -210,11 +211,18 @@ def load_jsonl(path: str, *, skip_invalid: bool = False):
 
 
 def write_jsonl(problems, path: str) -> None:
-    tmp = path + ".partial"
-    with open(tmp, "w") as f:
-        for p in problems:
-            f.write(p.to_json() + "\n")
-    os.replace(tmp, path)
+    write_jsonl_atomic(path, [p.to_dict() for p in problems])
+
+
+def load_synthetic(path_or_spec: str | None):
+    """Problems from a JSONL file of the synthetic suite, or generated from a spec string such as
+    "split=test,num_problems=100" (see `synthetic.parse_spec`)."""
+    from prm_jax.data import synthetic
+
+    if path_or_spec and os.path.exists(path_or_spec):
+        return load_jsonl(path_or_spec)
+    problems = synthetic.generate(synthetic.parse_spec(path_or_spec or ""))
+    return problems, LoadReport(f"synthetic({path_or_spec or 'defaults'})", len(problems))
 
 
 def load(dataset: str, path: str | None, *, skip_invalid: bool = False, **kwargs):
@@ -230,6 +238,5 @@ def load(dataset: str, path: str | None, *, skip_invalid: bool = False, **kwargs
     if dataset == "jsonl":
         return load_jsonl(path, skip_invalid=skip_invalid)
     if dataset == "synthetic":
-        from prm_jax.data import synthetic
-        return synthetic.load(path)
+        return load_synthetic(path)
     raise ProblemError(f"unknown dataset {dataset!r}; expected one of {DATASETS}")

@@ -27,12 +27,12 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import os
 from typing import Callable
 
 import numpy as np
 
 from prm_jax.data.problem import Problem
+from prm_jax.jsonio import write_jsonl_atomic
 
 ENTRY_POINT = "transform"
 
@@ -279,17 +279,6 @@ def parse_spec(spec: str) -> SyntheticConfig:
     return SyntheticConfig(**values)
 
 
-def load(path_or_spec: str | None):
-    """Problems from a JSONL file written by this module, or generated from a spec string."""
-    from prm_jax.data import sources
-
-    if path_or_spec and os.path.exists(path_or_spec):
-        return sources.load_jsonl(path_or_spec)
-    config = parse_spec(path_or_spec or "")
-    problems = generate(config)
-    return problems, sources.LoadReport(f"synthetic({path_or_spec or 'defaults'})", len(problems))
-
-
 def main():
     parser = argparse.ArgumentParser(description="Write a synthetic long-horizon problem set.")
     parser.add_argument("--out", required=True)
@@ -299,8 +288,7 @@ def main():
     out = args.pop("out")
     config = SyntheticConfig(**args)
     problems = generate(config)
-    from prm_jax.data.sources import write_jsonl
-    write_jsonl(problems, out)
+    write_jsonl_atomic(out, [p.to_dict() for p in problems])
     rate = mutation_detection_rate(problems)
     print(f"wrote {len(problems)} problems to {out}; one-wrong-line detection rate "
           f"{rate['rate']:.3f} over {rate['lines']} lines")

@@ -28,7 +28,8 @@ from typing import Iterable, Protocol, Sequence
 
 from prm_jax import lines as lines_lib
 from prm_jax.data.problem import Problem
-from prm_jax.jsonio import write_jsonl_atomic
+from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
+from prm_jax.prm.rows import LabelRow, line_labels
 
 METHODS = ("binary_search", "monte_carlo")
 
@@ -131,15 +132,7 @@ class _Search:
 
     def row(self) -> dict:
         first = self.first_error()
-        labels = []
-        for line in self.lines:
-            if line.is_comment:
-                label = lines_lib.NEUTRAL
-            elif first is None or line.step < first:
-                label = lines_lib.GOOD
-            else:
-                label = lines_lib.BAD
-            labels.append({"text": line.text, "label": label, "kind": line.kind})
+        labels = line_labels(self.lines, first)
         if self.method == "monte_carlo" and not self.item.passed:
             # Each line labelled by its own prefix's verdict (no monotonicity assumed).
             for line, entry in zip(self.lines, labels):
@@ -147,12 +140,13 @@ class _Search:
                     good = self.prefix_good(line.step + 1)
                     entry["label"] = lines_lib.GOOD if good else lines_lib.BAD
         p = self.item.problem
-        return {"task_id": p.task_id, "response_id": self.item.key, "prompt": p.prompt,
-                "response": self.item.response, "passed": bool(self.item.passed),
-                "method": self.method, "lines": labels, "first_error_line": first,
-                "empty_prefix_solvable": self.good.get(0) if not self.item.passed else True,
-                "rollouts": self.rollouts, "executions": self.executions,
-                "infrastructure_errors": self.infra, "masked": self.infra > 0 and not self.item.passed}
+        return LabelRow(
+            task_id=p.task_id, response_id=self.item.key, prompt=p.prompt,
+            response=self.item.response, passed=bool(self.item.passed), method=self.method,
+            lines=labels, first_error_line=first,
+            empty_prefix_solvable=self.good.get(0) if not self.item.passed else True,
+            rollouts=self.rollouts, executions=self.executions, infrastructure_errors=self.infra,
+            masked=self.infra > 0 and not self.item.passed).to_dict()
 
 
 def _seed(*parts) -> int:
@@ -272,15 +266,7 @@ def _truncate_torn_tail(path: str) -> None:
 
 
 def read_labels(path: str) -> list[dict]:
-    rows = []
-    with open(path) as f:
-        for line_no, line in enumerate(f, 1):
-            if line.strip():
-                try:
-                    rows.append(json.loads(line))
-                except json.JSONDecodeError as e:
-                    raise ValueError(f"{path}:{line_no}: not valid JSON ({e.msg})") from e
-    return rows
+    return read_jsonl(path, "labels file")
 
 
 def label_statistics(rows: Sequence[dict]) -> dict:

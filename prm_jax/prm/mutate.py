@@ -25,6 +25,7 @@ import numpy as np
 
 from prm_jax import lines as lines_lib
 from prm_jax.prm.label import Response, Verifier
+from prm_jax.prm.rows import LabelRow, line_labels
 
 MUTATIONS = ("binop", "compare", "constant", "bound", "variable", "delete", "duplicate", "return")
 REFACTORS = ("flip_compare", "swap_equality", "augassign")
@@ -225,21 +226,13 @@ def label_by_mutation(items: Sequence[Response], verifier: Verifier, *, per_line
             continue  # infrastructure error: masked, never a label
         lines = lines_lib.split_lines(v.response)
         changed = next((l.step for l in lines if l.start >= _changed_start(item.response, v.response)), 0)
-        labels = []
-        for line in lines:
-            if line.is_comment:
-                label = lines_lib.NEUTRAL
-            elif passed or line.step < changed:
-                label = lines_lib.GOOD
-            else:
-                label = lines_lib.BAD
-            labels.append({"text": line.text, "label": label, "kind": line.kind})
-        rows.append({"task_id": item.problem.task_id, "response_id": f"{item.key}/{v.operator}@{v.step}",
-                     "prompt": item.problem.prompt, "response": v.response, "passed": bool(passed),
-                     "method": "mutation", "operator": v.operator, "lines": labels,
-                     "first_error_line": None if passed else changed, "empty_prefix_solvable": True,
-                     "rollouts": 1 if v.operator == "teacher" else 0, "executions": 1,
-                     "infrastructure_errors": 0, "masked": False})
+        first = None if passed else changed
+        rows.append(LabelRow(
+            task_id=item.problem.task_id, response_id=f"{item.key}/{v.operator}@{v.step}",
+            prompt=item.problem.prompt, response=v.response, passed=bool(passed), method="mutation",
+            operator=v.operator, lines=line_labels(lines, first), first_error_line=first,
+            empty_prefix_solvable=True, rollouts=1 if v.operator == "teacher" else 0,
+            executions=1).to_dict())
     return rows
 
 

@@ -5,43 +5,23 @@ from __future__ import annotations
 import html
 from typing import Sequence
 
-import jax.numpy as jnp
 import numpy as np
-from flax import nnx
 
 from prm_jax import lines as lines_lib
-
-
-@nnx.jit
-def _values(model, tokens, mask):
-    return model(tokens, mask_BxT=mask)[0]
+from prm_jax.models.sharded import ShardedModel
 
 
 def score_lines(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], *,
-                batch_size: int = 16, bucket: int = 64) -> list[list[float]]:
-    """For each (prompt, response): the PRM value at each non-blank line's reward token."""
+                batch_size: int = 16, bucket: int = 64, mesh=None) -> list[list[float]]:
+    """For each (prompt, response): the PRM value at each non-blank line's reward token.
+
+    `model` is a scalar-head model or a `ShardedModel` of one (reused across calls)."""
     if len(prompts) != len(responses):
         raise ValueError(f"{len(prompts)} prompts for {len(responses)} responses")
-    encoded = []
-    for prompt, response in zip(prompts, responses):
-        p = tokenizer(prompt)["input_ids"]
-        enc = tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
-        lines = lines_lib.split_lines(response)
-        tokens = lines_lib.reward_tokens(lines, [tuple(o) for o in enc["offset_mapping"]]) if lines else []
-        encoded.append((list(p) + list(enc["input_ids"]), [len(p) + t for t in tokens]))
-    out: list[list[float]] = []
-    for start in range(0, len(encoded), batch_size):
-        chunk = encoded[start:start + batch_size]
-        width = -(-max(len(ids) for ids, _ in chunk) // bucket) * bucket
-        tokens = np.zeros((batch_size, width), np.int32)
-        mask = np.zeros((batch_size, width), bool)
-        for i, (ids, _) in enumerate(chunk):
-            tokens[i, :len(ids)] = ids
-            mask[i, :len(ids)] = True
-        mask[len(chunk):, 0] = True
-        values = np.asarray(_values(model, jnp.asarray(tokens), jnp.asarray(mask)))
-        out.extend([float(values[i, t]) for t in positions] for i, (_, positions) in enumerate(chunk))
-    return out
+    sharded = model if isinstance(model, ShardedModel) else ShardedModel(model, mesh)
+    encoded = [lines_lib.encode(tokenizer, p, r) for p, r in zip(prompts, responses)]
+    return sharded.values_at([e.ids for e in encoded], [e.reward_positions for e in encoded],
+                             batch_size=batch_size, bucket=bucket)
 
 
 def _colour(score: float) -> tuple[float, float, float]:

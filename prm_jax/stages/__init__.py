@@ -1,4 +1,4 @@
-"""The launcher's stages: name -> `run(config: RunConfig) -> dict of results`.
+"""The launcher's stages: name -> `run(ctx: StageContext) -> dict of results`.
 
 The default pipeline is sft → sample → label → prm_train → prm_eval; each stage reads what the
 earlier ones wrote into the workdir (`prm_jax.workdir` names the files) and skips finished work.

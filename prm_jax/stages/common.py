@@ -1,34 +1,18 @@
-"""What several stages share: tokenizer and mesh of a run, synthetic problems, loop configs,
+"""What several stages share: synthetic problems, loop configs,
 greedy pass@1 by horizon, and stored training results."""
 
 from __future__ import annotations
 
-import functools
 import json
 import os
 
-from prm_jax import sharding
 from prm_jax.data import synthetic
 from prm_jax.jsonio import write_json_atomic
 from prm_jax.run_config import RunConfig, TrainSection
-from prm_jax.tokenizer import load_tokenizer
 from prm_jax.train.loop import LoopConfig
 
 # Stop strings for completions of synthetic (and HumanEval-style) function bodies.
 STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
-
-
-def tokenizer(config: RunConfig):
-    return _tokenizer(config.tokenizer_dir)
-
-
-@functools.lru_cache(maxsize=4)
-def _tokenizer(spec: str):
-    return load_tokenizer(spec)
-
-
-def mesh(config: RunConfig):
-    return sharding.make_mesh(dict(config.mesh))
 
 
 def problems(config: RunConfig, split: str, num: int, offset_seed: int = 0):

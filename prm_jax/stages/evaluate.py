@@ -15,7 +15,7 @@ from prm_jax.data import sources
 from prm_jax.evaluate import evaluate
 from prm_jax.jsonio import write_jsonl_atomic
 from prm_jax.models.factory import model_from_config
-from prm_jax.run_config import RunConfig
+from prm_jax.stages.context import StageContext
 from prm_jax.sampling import Sampler, SamplingConfig
 from prm_jax.stages import common
 
@@ -28,10 +28,11 @@ def sample_and_evaluate(sampler: Sampler, problems, sampling: SamplingConfig, ks
     return samples, evaluate(problems, samples, ks, timeout_s=timeout_s), out
 
 
-def run(config: RunConfig) -> dict:
+def run(ctx: StageContext) -> dict:
+    config = ctx.config
     cfg = config.eval
-    tokenizer = common.tokenizer(config)
-    mesh = common.mesh(config)
+    tokenizer = ctx.tokenizer
+    mesh = ctx.mesh
     model = model_from_config(config, tokenizer, mesh=mesh)
     problems, report = sources.load(cfg.dataset, cfg.problems or None)
     if cfg.max_problems:

@@ -16,7 +16,7 @@ from prm_jax.models import load_pretrained
 from prm_jax.prm import label as label_lib
 from prm_jax.prm import mutate
 from prm_jax.prm.rollouts import SamplerPolicy, SandboxVerifier
-from prm_jax.run_config import RunConfig
+from prm_jax.stages.context import StageContext
 from prm_jax.sampling import Sampler, SamplingConfig
 from prm_jax.sandbox import SandboxPool
 from prm_jax.stages import common
@@ -33,12 +33,13 @@ def _responses(wd: Workdir) -> list[label_lib.Response]:
     return out
 
 
-def run(config: RunConfig) -> dict:
-    wd = Workdir(config.workdir)
-    tok = common.tokenizer(config)
+def run(ctx: StageContext) -> dict:
+    config = ctx.config
+    wd = ctx.workdir
+    tok = ctx.tokenizer
     c = config.label
     policy = load_pretrained(wd.policy)
-    rollout = SamplerPolicy(Sampler(policy, tok, mesh=common.mesh(config)),
+    rollout = SamplerPolicy(Sampler(policy, tok, mesh=ctx.mesh),
                             SamplingConfig(temperature=c.temperature,
                                            max_new_tokens=config.sample.max_new_tokens,
                                            stop_strings=common.STOP))

@@ -15,7 +15,7 @@ import optax
 from absl import logging
 
 from prm_jax import sharding
-from prm_jax.run_config import RunConfig
+from prm_jax.stages.context import StageContext
 from prm_jax.models import count_params, load_pretrained, save_pretrained
 from prm_jax.models.factory import model_from_config
 from prm_jax.stages import common
@@ -35,10 +35,11 @@ def code_windows(tokenizer, batch_size: int, seq_len: int, seed: int) -> dict:
     return {"tokens": tokens, "mask": np.ones_like(tokens, bool)}
 
 
-def run(config: RunConfig) -> dict:
+def run(ctx: StageContext) -> dict:
+    config = ctx.config
     """Writes the trained model to workdir/export and returns what it measured."""
-    tokenizer = common.tokenizer(config)
-    mesh = common.mesh(config)
+    tokenizer = ctx.tokenizer
+    mesh = ctx.mesh
     mc = config.model_check
     model = model_from_config(config, tokenizer, mesh=mesh)
     n_params = count_params(model)

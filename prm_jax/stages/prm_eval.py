@@ -8,15 +8,15 @@ from absl import logging
 from prm_jax.models import load_pretrained
 from prm_jax.prm import metrics as metrics_lib
 from prm_jax.prm.score import render_html, render_png, score_lines
-from prm_jax.run_config import RunConfig
+from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
 from prm_jax.stages.prm_train import selected_rows
-from prm_jax.workdir import Workdir
 
 
-def run(config: RunConfig) -> dict:
-    wd = Workdir(config.workdir)
-    tok = common.tokenizer(config)
+def run(ctx: StageContext) -> dict:
+    config = ctx.config
+    wd = ctx.workdir
+    tok = ctx.tokenizer
     train_rows, test_rows = selected_rows(config, wd)
     test_rows = [r for r in test_rows if r["lines"]]
     prm = load_pretrained(wd.prm)

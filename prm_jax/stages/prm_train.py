@@ -10,10 +10,11 @@ import numpy as np
 
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.prm import label as label_lib
-from prm_jax.run_config import RunConfig
+from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
 from prm_jax.train.examples import prm_examples
 from prm_jax.train.loop import train
+from prm_jax.run_config import RunConfig
 from prm_jax.workdir import Workdir, is_done, mark_done
 
 RUN_NAME = "prm_training"
@@ -32,15 +33,16 @@ def selected_rows(config: RunConfig, wd: Workdir):
     return split_rows(rows, config.prm.heldout_fraction, config.seed)
 
 
-def run(config: RunConfig) -> dict:
-    wd = Workdir(config.workdir)
-    tok = common.tokenizer(config)
+def run(ctx: StageContext) -> dict:
+    config = ctx.config
+    wd = ctx.workdir
+    tok = ctx.tokenizer
     train_rows, _ = selected_rows(config, wd)
     if is_done(wd.prm):
         return dict(common.load_train_result(wd.run_dir(RUN_NAME)), resumed=True)
     examples, skipped = prm_examples(train_rows, tok, config.sft.seq_len)
     print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
-    mesh = common.mesh(config)
+    mesh = ctx.mesh
     model = load_pretrained(wd.policy, head="scalar", seed=config.seed)
     model, result = train(model, examples, loss=config.prm.loss,
                           config=common.loop_config(config.prm, config.seed), mesh=mesh,

@@ -12,11 +12,12 @@ from prm_jax.data.problem import Problem
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
 from prm_jax.models import load_pretrained
 from prm_jax.prm.rollouts import SandboxVerifier
-from prm_jax.run_config import RunConfig
+from prm_jax.stages.context import StageContext
 from prm_jax.sampling import Sampler, SamplingConfig
 from prm_jax.sandbox import SandboxPool
 from prm_jax.stages import common
-from prm_jax.workdir import Workdir, is_done
+from prm_jax.run_config import RunConfig
+from prm_jax.workdir import is_done
 
 # Labelling problems are drawn with this offset to the data seed (SFT uses the seed itself).
 LABEL_SEED_OFFSET = 1000
@@ -26,9 +27,8 @@ def labelling_problems(config: RunConfig):
     return common.problems(config, "train", config.sample.num_problems, offset_seed=LABEL_SEED_OFFSET)
 
 
-def _draw(config: RunConfig, wd: Workdir) -> list[dict]:
-    tok = common.tokenizer(config)
-    mesh = common.mesh(config)
+def _draw(ctx: StageContext) -> list[dict]:
+    config, wd, tok, mesh = ctx.config, ctx.workdir, ctx.tokenizer, ctx.mesh
     problems = labelling_problems(config)
     sources = [(f"policy_step{s}", config.sample.snapshot_n) for s in config.sft.snapshot_steps
                if is_done(wd.snapshot(s))]
@@ -54,13 +54,14 @@ def _draw(config: RunConfig, wd: Workdir) -> list[dict]:
     return rows
 
 
-def run(config: RunConfig) -> dict:
-    wd = Workdir(config.workdir)
+def run(ctx: StageContext) -> dict:
+    config = ctx.config
+    wd = ctx.workdir
     resumed = os.path.exists(wd.responses)
     if resumed:
         rows = read_jsonl(wd.responses, "responses file")
     else:
-        rows = _draw(config, wd)
+        rows = _draw(ctx)
         write_jsonl_atomic(wd.responses, rows)
     by_policy: dict[str, list[int]] = {}
     for r in rows:

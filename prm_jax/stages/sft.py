@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.models.factory import model_from_config
-from prm_jax.run_config import RunConfig
+from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
 from prm_jax.train.examples import sft_examples
 from prm_jax.train.loop import train
-from prm_jax.workdir import Workdir, is_done, mark_done
+from prm_jax.workdir import is_done, mark_done
 
 
-def run(config: RunConfig) -> dict:
-    wd = Workdir(config.workdir)
-    tok = common.tokenizer(config)
-    mesh = common.mesh(config)
+def run(ctx: StageContext) -> dict:
+    config = ctx.config
+    wd = ctx.workdir
+    tok = ctx.tokenizer
+    mesh = ctx.mesh
     test = common.problems(config, "test", config.data.num_test)
     if is_done(wd.policy):
         model = load_pretrained(wd.policy)

@@ -19,20 +19,14 @@ def pad_to(array: np.ndarray, length: int, value=0) -> np.ndarray:
     return np.concatenate([array, np.full(length - len(array), value, array.dtype)])
 
 
-def _encode(tokenizer, prompt: str, response: str):
-    p = tokenizer(prompt)["input_ids"]
-    enc = tokenizer(response, add_special_tokens=False, return_offsets_mapping=True)
-    return list(p), list(enc["input_ids"]), [tuple(o) for o in enc["offset_mapping"]]
-
-
 def sft_example(tokenizer, prompt: str, response: str, seq_len: int) -> dict | None:
     """tokens = prompt + response + EOS; loss on response and EOS. None if too long."""
-    p, r, _ = _encode(tokenizer, prompt, response)
-    ids = np.asarray(p + r + [tokenizer.eos_token_id], np.int32)
+    enc = lines_lib.encode(tokenizer, prompt, response)
+    ids = np.asarray(enc.ids + [tokenizer.eos_token_id], np.int32)
     if len(ids) > seq_len:
         return None
     loss_mask = np.zeros(len(ids), np.int32)
-    loss_mask[len(p):] = 1
+    loss_mask[enc.prompt_len:] = 1
     return {"tokens": pad_to(ids, seq_len), "mask": pad_to(np.ones(len(ids), np.int32), seq_len),
             "loss_mask": pad_to(loss_mask, seq_len)}
 
@@ -46,18 +40,16 @@ def sft_examples(problems: Sequence, tokenizer, seq_len: int) -> tuple[list[dict
 
 def prm_example(tokenizer, row: dict, seq_len: int) -> dict | None:
     """Targets = line labels at each line's reward token (lines.py contract)."""
-    p, r, offsets = _encode(tokenizer, row["prompt"], row["response"])
-    if not r or len(p) + len(r) > seq_len:
+    enc = lines_lib.encode(tokenizer, row["prompt"], row["response"])
+    if not enc.response_len or len(enc.ids) > seq_len:
         return None
-    lines = lines_lib.split_lines(row["response"])
-    if len(lines) != len(row["lines"]):
+    if len(enc.lines) != len(row["lines"]):
         raise ValueError(f"labels row {row['response_id']!r}: {len(row['lines'])} labels for "
-                         f"{len(lines)} lines")
-    tokens = lines_lib.reward_tokens(lines, offsets)
-    targets, target_mask = lines_lib.scatter_targets(len(r), tokens, [l["label"] for l in row["lines"]])
-    ids = np.asarray(p + r, np.int32)
-    full_targets = np.concatenate([np.zeros(len(p), np.float32), targets])
-    full_mask = np.concatenate([np.zeros(len(p), np.int32), target_mask.astype(np.int32)])
+                         f"{len(enc.lines)} lines")
+    targets, target_mask = lines_lib.scatter_targets(len(enc.ids), enc.reward_positions,
+                                                     [l["label"] for l in row["lines"]])
+    ids = np.asarray(enc.ids, np.int32)
+    full_targets, full_mask = targets, target_mask.astype(np.int32)
     return {"tokens": pad_to(ids, seq_len), "mask": pad_to(np.ones(len(ids), np.int32), seq_len),
             "targets": pad_to(full_targets, seq_len), "target_mask": pad_to(full_mask, seq_len)}
 

@@ -1,6 +1,6 @@
 """The supervised loop shared by SFT and PRM training.
 
-One jitted, sharded step (`ShardedTrainer`, loss chosen by name from `LOSSES`), AdamW with
+One jitted, sharded step (`ShardedTrainer`, a loss callable or a name from `LOSSES`), AdamW with
 linear warm-up and cosine decay, global-norm clipping, a grain data iterator (shuffled, repeated,
 sharded by process), orbax checkpoints that hold parameters, optimizer state, step and the data
 iterator state — so a killed run resumes onto the same trajectory — JSONL + TensorBoard metrics,
@@ -11,20 +11,21 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import math
 import os
 import shutil
 import time
-from typing import Callable, Sequence
+from typing import Callable, Iterable, Sequence
 
 import grain.python as grain
 import jax
 import optax
-import orbax.checkpoint as ocp
 from tqdm import tqdm
 
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
 from prm_jax.train import losses
-from prm_jax.train.step import ShardedTrainer
+from prm_jax.train.checkpoint import Checkpointer, abstract_like
+from prm_jax.train.step import LossFn, ShardedTrainer
 
 LOSSES = {
     "next_token": losses.next_token_loss,
@@ -114,7 +115,9 @@ class MetricsWriter:
         self.tb.close()
 
 
-def _loader(examples: Sequence[dict], batch_size: int, seed: int) -> grain.DataLoader:
+def example_loader(examples: Sequence[dict], batch_size: int, seed: int) -> grain.DataLoader:
+    """Batches of `examples` (dicts of equally shaped arrays): shuffled, repeated forever,
+    sharded by JAX process; its iterator is checkpointable."""
     if len(examples) < batch_size:
         raise ValueError(f"{len(examples)} examples are fewer than one batch of {batch_size}")
     sampler = grain.IndexSampler(
@@ -126,39 +129,46 @@ def _loader(examples: Sequence[dict], batch_size: int, seed: int) -> grain.DataL
                             operations=[grain.Batch(batch_size, drop_remainder=True)])
 
 
-def train(model, examples: Sequence[dict], *, loss: str, config: LoopConfig, mesh, workdir: str,
-          name: str, evaluate: Callable | None = None, stop_after: int | None = None,
-          on_step: Callable[[int, Callable], None] | None = None):
-    """Trains `model` on `examples` (dicts of equally shaped arrays); resumes from `workdir/name`.
+class NonFiniteLossError(FloatingPointError):
+    """The loss became NaN or infinite; the run stops and keeps its last checkpoint."""
 
+
+def train(model, data: Sequence[dict] | Iterable[dict], *, loss: str | LossFn, config: LoopConfig,
+          mesh, workdir: str, name: str, evaluate: Callable | None = None,
+          stop_after: int | None = None, on_step: Callable[[int, Callable], None] | None = None):
+    """Trains `model`; resumes from `workdir/name`.
+
+    data: a list of examples (batched by `example_loader`) or an iterable of batches — a grain
+      DataLoader's iterator position is checkpointed with the model.
+    loss: a `LossFn` (model, batch) -> (loss, metrics), or a name from `LOSSES`.
     Returns (trained model, final metrics). `stop_after` ends the run early after that many
     steps of this invocation (used to test kill-and-resume). `on_step(step, get_model)` runs
-    after every step (e.g. to export snapshots).
+    after every step (e.g. to export snapshots). A NaN/inf loss stops the run with
+    `NonFiniteLossError` naming the step (checked one step late, without stalling the device).
     """
-    if loss not in LOSSES:
-        raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
-    loader = _loader(examples, config.batch_size, config.seed)
-    run_dir = os.path.join(workdir, name)
+    if isinstance(loss, str):
+        if loss not in LOSSES:
+            raise ValueError(f"unknown loss {loss!r}; expected one of {sorted(LOSSES)}")
+        loss = LOSSES[loss]
+    if isinstance(data, Sequence):
+        data = example_loader(data, config.batch_size, config.seed)
+    run_dir = os.path.join(os.path.abspath(workdir), name)
     os.makedirs(run_dir, exist_ok=True)
     tx, schedule = make_optimizer(config)
-    trainer = ShardedTrainer(model, tx, mesh, LOSSES[loss])
-    iterator = iter(loader)
-    manager = ocp.CheckpointManager(os.path.join(run_dir, "checkpoints"),
-                                    options=ocp.CheckpointManagerOptions(max_to_keep=2, create=True))
+    trainer = ShardedTrainer(model, tx, mesh, loss)
+    iterator = iter(data)
+    checkpoints = Checkpointer(os.path.join(run_dir, "checkpoints"))
+    items = {"data": iterator} if hasattr(iterator, "get_state") else {}
     start = 0
-    if manager.latest_step() is not None:
-        abstract = jax.tree.map(
-            lambda x: jax.ShapeDtypeStruct(x.shape, x.dtype, sharding=x.sharding), trainer.state)
-        restored = manager.restore(manager.latest_step(), args=ocp.args.Composite(
-            state=ocp.args.StandardRestore(abstract), data=grain.PyGrainCheckpointRestore(iterator)))
+    if checkpoints.latest_step() is not None:
+        restored = checkpoints.restore(checkpoints.latest_step(),
+                                       state=abstract_like(trainer.state), **items)
         trainer.state = restored["state"]
         start = int(trainer.state.step)
     writer = MetricsWriter(run_dir, name, resume_step=start)
 
     def save(step):
-        manager.save(step, args=ocp.args.Composite(state=ocp.args.StandardSave(trainer.state),
-                                                   data=grain.PyGrainCheckpointSave(iterator)),
-                     force=True)
+        checkpoints.save(step, state=trainer.state, **items)
 
     last: dict = writer.last()
     pending = None
@@ -170,6 +180,7 @@ def train(model, examples: Sequence[dict], *, loss: str, config: LoopConfig, mes
         batch = next(iterator)
         metrics = trainer.step(batch)
         if pending is not None:  # read step t−1's metrics after dispatching step t
+            _check_finite(name, *pending, checkpoints)
             _log(writer, bar, *pending, schedule, config)
         pending = (step, metrics)
         bar.update(1)
@@ -183,11 +194,12 @@ def train(model, examples: Sequence[dict], *, loss: str, config: LoopConfig, mes
         if stop_after is not None and ran >= stop_after:
             break
     if pending is not None:
+        _check_finite(name, *pending, checkpoints)
         last = _log(writer, bar, *pending, schedule, config, force=True)
     finished = int(trainer.state.step) >= config.steps
     if finished:
         save(config.steps)
-    manager.wait_until_finished()
+    checkpoints.close()
     bar.close()
     result = dict(last, steps=int(trainer.state.step), seconds=time.perf_counter() - t0)
     if finished and evaluate is not None:
@@ -198,6 +210,15 @@ def train(model, examples: Sequence[dict], *, loss: str, config: LoopConfig, mes
     return trainer.model(), result
 
 
+def _check_finite(name: str, step: int, metrics: dict, checkpoints: Checkpointer) -> None:
+    loss = float(jax.device_get(metrics["loss"]))
+    if not math.isfinite(loss):
+        checkpoints.wait()
+        raise NonFiniteLossError(
+            f"{name}: loss is {loss} at step {step + 1}; stopped (last checkpoint: step "
+            f"{checkpoints.latest_step()}). Lower the learning rate or check the data.")
+
+
 def _log(writer, bar, step, metrics, schedule, config, force=False) -> dict:
     if not force and step % config.log_every:
         return {}
@@ -206,4 +227,3 @@ def _log(writer, bar, step, metrics, schedule, config, force=False) -> dict:
     writer.write(step + 1, values)
     bar.set_postfix(loss=f"{values['loss']:.4f}")
     return values
-

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import jax
 import jax.numpy as jnp
+import optax
 
 
 def token_log_probs(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
@@ -45,13 +46,8 @@ def prm_bce_loss(model, batch) -> tuple[jax.Array, dict]:
     values, _ = model(batch["tokens"], mask_BxT=batch["mask"].astype(bool))
     weights = batch["target_mask"].astype(jnp.float32) * (batch["targets"] != 0)
     labels = (batch["targets"] + 1.0) / 2.0
-    per_token = optax_sigmoid_bce(values, labels)
+    per_token = optax.losses.sigmoid_binary_cross_entropy(values, labels)
     count = jnp.maximum(weights.sum(), 1.0)
     loss = (weights * per_token).sum() / count
     correct = weights * ((values > 0) == (labels > 0.5))
     return loss, {"loss": loss, "line_accuracy": correct.sum() / count, "lines": weights.sum()}
-
-
-def optax_sigmoid_bce(logits, labels):
-    """−[y log σ(x) + (1−y) log(1−σ(x))], computed stably."""
-    return jnp.maximum(logits, 0) - logits * labels + jnp.log1p(jnp.exp(-jnp.abs(logits)))

@@ -17,6 +17,7 @@ from flax import nnx
 from jax.sharding import Mesh
 
 from prm_jax import sharding as sharding_lib
+from prm_jax.models.sharded import ShardedModel
 
 LossFn = Callable[[nnx.Module, dict], tuple[jax.Array, dict]]
 
@@ -29,14 +30,15 @@ class TrainState:
 
 
 class ShardedTrainer:
-    """Holds the graph definition, shardings and compiled step/forward for one model + optimizer."""
+    """One model + optimizer: placed parameters and optimizer state, the compiled step, and the
+    model's sharded forward (`self.sharded`, a `ShardedModel` kept in sync with the state)."""
 
     def __init__(self, model: nnx.Module, tx: optax.GradientTransformation, mesh: Mesh,
                  loss_fn: LossFn, rules=sharding_lib.LOGICAL_RULES):
         self.mesh, self.tx, self.loss_fn = mesh, tx, loss_fn
-        self.graphdef, params = nnx.split(model, nnx.Param)
-        param_shardings = sharding_lib.state_shardings(params, mesh, rules)
-        params = jax.device_put(params, param_shardings)
+        self.sharded = ShardedModel(model, mesh, rules)
+        self.graphdef, params = self.sharded.graphdef, self.sharded.params
+        param_shardings = self.sharded.param_shardings
         repl = sharding_lib.replicated(mesh)
         # Parameter-shaped optimizer state (moments) is sharded like the parameters; the rest
         # (step counts) is replicated.
@@ -47,11 +49,6 @@ class ShardedTrainer:
         self.state = TrainState(step=jax.device_put(jnp.zeros((), jnp.int32), repl),
                                 params=params, opt_state=opt_state)
         self.state_shardings = TrainState(step=repl, params=param_shardings, opt_state=opt_shardings)
-        batch_sh = sharding_lib.batch_sharding(mesh)
-        self._forward = jax.jit(
-            lambda params, tokens, mask: nnx.merge(self.graphdef, params)(tokens, mask_BxT=mask)[0],
-            in_shardings=(param_shardings, batch_sh, batch_sh),
-            out_shardings=sharding_lib.batch_sharding(mesh, 3))
         self._step = jax.jit(self._train_step, in_shardings=(self.state_shardings, None),
                              out_shardings=(self.state_shardings, repl), donate_argnums=0)
 
@@ -59,11 +56,7 @@ class ShardedTrainer:
         return nnx.merge(self.graphdef, (state or self.state).params)
 
     def shard_batch(self, batch: dict) -> dict:
-        out = {}
-        for name, value in batch.items():
-            sharding_lib.check_batch_divisible(value.shape[0], self.mesh)
-            out[name] = jax.device_put(value, sharding_lib.batch_sharding(self.mesh, value.ndim))
-        return out
+        return self.sharded.shard_batch(batch)
 
     def _train_step(self, state: TrainState, batch: dict):
         def loss_of(params):
@@ -77,8 +70,7 @@ class ShardedTrainer:
 
     def forward(self, tokens_BxT, mask_BxT) -> jax.Array:
         """Jitted sharded forward pass of the current parameters: float32 outputs `[B,T,...]`."""
-        batch = self.shard_batch({"tokens": tokens_BxT, "mask": mask_BxT})
-        return self._forward(self.state.params, batch["tokens"], batch["mask"])
+        return self.sharded.forward(tokens_BxT, mask_BxT, params=self.state.params)
 
     def step(self, batch: dict) -> dict:
         """Runs one optimizer step on `batch` (host or device arrays); returns device metrics."""

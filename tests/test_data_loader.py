@@ -3,7 +3,7 @@
 import pytest
 
 from prm_jax.data import synthetic
-from prm_jax.data.pipeline import problem_loader
+from prm_jax.data.loader import problem_loader
 from prm_jax.data.problem import Problem
 from prm_jax.data.sources import load_io, load_mbpp
 from prm_jax.data.tfds_builder import build, data_source, problem_to_record, record_to_problem

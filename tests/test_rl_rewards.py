@@ -79,7 +79,7 @@ def test_dense_sum_resists_padding_hacks():
     assert _sum_for(code + ["    c = b * 0"], scores + [-0.9]) <= base + 1e-9
     # Counting comments in T would let them dilute the negative sum: why it is not the default.
     diluted = _sum_for(code, scores, comments=3, config=RewardConfig(normalize_by="all_lines"))
-    assert base < diluted < 0.6 * base  # the negative sum is halved by three comments
+    assert diluted > 0.6 * base  # three comments halve the negative sum
     # "progress" telescopes to λ·s_last and "nonpositive" never rewards a line.
     progress = _sum_for(code, scores, config=RewardConfig(dense_form="progress"))
     assert progress == pytest.approx(0.25 * -0.9)

@@ -20,17 +20,22 @@ from prm_jax import sharding as sharding_lib
 
 class ShardedModel:
     def __init__(self, model: nnx.Module, mesh: jax.sharding.Mesh | None = None,
-                 rules=sharding_lib.LOGICAL_RULES):
+                 rules=sharding_lib.LOGICAL_RULES, *, copy: bool = False):
+        """copy=True gives the parameters buffers of their own. Trainers need it: they donate
+        their state, and a model cloned from another (a critic from the PRM) shares its arrays."""
         self.mesh, self.config = mesh, model.config
         # A scalar head outputs [B,T] values, an LM head [B,T,V] logits.
         self.is_scalar_head = hasattr(model, "score_w")
         self.graphdef, params = nnx.split(model, nnx.Param)
         if mesh is not None:
             self.param_shardings = sharding_lib.state_shardings(params, mesh, rules)
-            self.params = jax.device_put(params, self.param_shardings)
+            params = jax.device_put(params, self.param_shardings)
         else:
             self.param_shardings = None
-            self.params = params
+        if copy:
+            params = jax.jit(lambda tree: jax.tree.map(jnp.copy, tree),
+                             out_shardings=self.param_shardings)(params)
+        self.params = params
         self._forwards: dict[int, callable] = {}
 
     def model(self, params: nnx.State | None = None) -> nnx.Module:

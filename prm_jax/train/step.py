@@ -36,7 +36,7 @@ class ShardedTrainer:
     def __init__(self, model: nnx.Module, tx: optax.GradientTransformation, mesh: Mesh,
                  loss_fn: LossFn, rules=sharding_lib.LOGICAL_RULES):
         self.mesh, self.tx, self.loss_fn = mesh, tx, loss_fn
-        self.sharded = ShardedModel(model, mesh, rules)
+        self.sharded = ShardedModel(model, mesh, rules, copy=True)
         self.graphdef, params = self.sharded.graphdef, self.sharded.params
         param_shardings = self.sharded.param_shardings
         repl = sharding_lib.replicated(mesh)

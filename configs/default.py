@@ -2,16 +2,18 @@
 
   python -m prm_jax.main --config=configs/default.py --workdir=runs/default
 
-Stages (about 6 minutes on a 2-core CPU): `sft` trains a 2-layer d=128 decoder on synthetic
+Stages (about 10 minutes on a 2-core CPU): `sft` trains a 2-layer d=128 decoder on synthetic
 references (H = 1..4) and exports it (runs/default/policy, and a snapshot at step 300);
 `sample` draws 4 responses per labelling problem from the final policy (and
-`sample.snapshot_n` from each snapshot) and executes them; `label` labels them by binary search (PSGPO), a failing
-subset by per-line Monte Carlo, and correct ones by mutation; `prm_train` trains the PRM
-(policy backbone + scalar head, MSE on line-end tokens); `prm_eval` scores held-out tasks'
-responses against trivial baselines and draws runs/default/prm_lines.png. Expected in
-runs/default/summary.json: SFT pass@1 on held-out compositions around 0.25 falling with the
-horizon, binary search/MC line agreement above 0.9 at a fraction of MC's rollouts, and a PRM
-AUROC above the position-only baseline. Re-running resumes finished work.
+`sample.snapshot_n` from each snapshot) and executes them; `label` labels them by binary search
+(PSGPO), a failing subset by per-line Monte Carlo, and correct ones by mutation; `prm_train`
+trains the PRM (policy backbone + scalar head, MSE on line-end tokens); `prm_eval` scores
+held-out tasks' responses against trivial baselines and draws runs/default/prm_lines.png; `rl`
+runs PSGPO (PPO + dense PRM line rewards + critic initialised from the PRM) for 20 iterations
+of 16 prompts × 4 samples. Expected in runs/default/summary.json: SFT pass@1 on held-out
+compositions about 0.19, falling with the horizon; binary search/MC line agreement about 0.9
+at a fraction of MC's rollouts; and `rl.test.pass@1` above `rl.test_before.pass@1` (0.27 vs
+0.19 measured). Re-running resumes finished work. configs/rl_ppo.py holds the other RL arms.
 
 Stage `model_check` (`--config.stages="('model_check',)"`) builds, shards, trains a few steps
 on bundled code, exports and reloads the model (uses batch_size, seq_len, train_steps,
@@ -24,7 +26,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # Stages run in order; names are keys of prm_jax.run.STAGES.
-    config.stages = ("sft", "sample", "label", "prm_train", "prm_eval")
+    config.stages = ("sft", "sample", "label", "prm_train", "prm_eval", "rl")
     config.seed = 0
     # A local directory with tokenizer.json, "builtin", or "" = init_from's tokenizer if
     # init_from is set, else the built-in one. A tokenizer that does not match the model is an error.
@@ -68,6 +70,17 @@ def get_config() -> ml_collections.ConfigDict:
     config.prm = ml_collections.ConfigDict(dict(
         steps=300, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
         loss="prm_mse", selection="full", heldout_fraction=0.25))
+
+    # RL (stage "rl"): PSGPO by default — PPO with the unit-test reward, the PRM's dense line
+    # rewards and a PRM-initialised critic. configs/rl_ppo.py holds the other arms.
+    config.rl = ml_collections.ConfigDict(dict(
+        name="rl", iterations=20, prompts=16, samples=4, num_problems=512, temperature=1.0,
+        max_new_tokens=96, estimator="gae", dense=True, lambda_fail=0.25, lambda_pass=0.025,
+        dense_form="psgpo", normalize_by="code_lines", truncated="score", critic_init="prm",
+        critic_affine=(1.0, 0.0), critic_warmup=0, kl_coef=0.01, kl_mode="reward", gamma=1.0,
+        lam=1.0, whiten=True, clip=0.2, value_clip=0.5, entropy_coef=0.0, policy_lr=2e-4,
+        critic_lr=1e-3, epochs=1, minibatches=2, micro_batches=1, eval_every=5,
+        checkpoint_every=5))
 
     # model_check stage.
     config.batch_size = 8

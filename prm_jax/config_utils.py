@@ -23,7 +23,10 @@ class ConfigKeyError(ValueError):
 
 
 def load_config_file(path: str) -> ml_collections.ConfigDict:
-    """Imports `path` and returns its `get_config()`."""
+    """Imports `path` and returns its `get_config()`; `path:arg` calls `get_config(arg)`."""
+    arg = None
+    if not os.path.exists(path) and ":" in path:
+        path, arg = path.rsplit(":", 1)
     if not os.path.exists(path):
         raise FileNotFoundError(f"config file {path} does not exist")
     spec = importlib.util.spec_from_file_location("_prm_jax_config", path)
@@ -31,7 +34,7 @@ def load_config_file(path: str) -> ml_collections.ConfigDict:
     spec.loader.exec_module(module)
     if not hasattr(module, "get_config"):
         raise ConfigKeyError(f"config file {path} defines no get_config()")
-    return module.get_config()
+    return module.get_config() if arg is None else module.get_config(arg)
 
 
 def check_overrides(argv: Sequence[str], flag_name: str = "config") -> None:

@@ -8,6 +8,7 @@ into what earlier invocations wrote, and is rewritten atomically after every sta
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -21,7 +22,7 @@ from prm_jax.data.problem import ProblemError
 from prm_jax.jsonio import JsonlError, write_json_atomic
 from prm_jax.models import config as model_config, hf
 from prm_jax.models.factory import check_model
-from prm_jax.run_config import RunConfig, result_changing_differences
+from prm_jax.run_config import RunConfig, flatten, result_changing_differences
 from prm_jax.sampling import SamplingError
 from prm_jax.stages.context import StageContext
 from prm_jax.tokenizer import load_tokenizer
@@ -55,7 +56,28 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> StageContext:
             raise ResumeMismatchError(
                 f"workdir {wd.root} holds a run with a different config; refusing to mix results. "
                 f"Differences: {'; '.join(diff)}. Use a new --workdir (or restore those values).")
+    if run_config.rl is not None and "rl" in run_config.stages:
+        _check_rl_run(wd, run_config)
     return StageContext(config=run_config, workdir=wd, tokenizer=tokenizer, mesh=mesh)
+
+
+def rl_config_path(wd: Workdir, name: str) -> str:
+    return wd.path(name, "config.json")
+
+
+def _check_rl_run(wd: Workdir, run_config: RunConfig) -> None:
+    """A named RL run resumes only with the same `rl` section (its own config.json)."""
+    path = rl_config_path(wd, run_config.rl.name)
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        previous = json.load(f)
+    old, new = flatten(previous), flatten(json.loads(json.dumps(dataclasses.asdict(run_config.rl))))
+    diff = [f"rl.{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k]]
+    if diff:
+        raise ResumeMismatchError(
+            f"RL run {run_config.rl.name!r} in {wd.root} was made with a different rl config; "
+            f"differences: {'; '.join(diff)}. Choose another --config.rl.name.")
 
 
 def _previous(path: str) -> dict:
@@ -74,6 +96,9 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     stored = _previous(wd.config)
     write_json_atomic(wd.config, {**stored, **{k: v for k, v in run_config.to_json_dict().items()
                                                if v is not None or k not in stored}})
+    if run_config.rl is not None and "rl" in run_config.stages:
+        os.makedirs(wd.path(run_config.rl.name), exist_ok=True)
+        write_json_atomic(rl_config_path(wd, run_config.rl.name), dataclasses.asdict(run_config.rl))
     summary = _previous(wd.summary)
     results = {}
     for stage in run_config.stages:

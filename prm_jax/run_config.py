@@ -23,8 +23,11 @@ from prm_jax import config_utils
 PRM_LOSSES = ("prm_mse", "prm_bce")
 PRM_SELECTIONS = ("full", "revised_only")
 EVAL_DATASETS = ("humaneval", "mbpp", "io", "jsonl", "synthetic")
-# Keys whose change does not change any result: a resumed run may differ in these.
-NON_RESULT_KEYS = ("workdir", "stages", "distributed", "mesh.", "sft.checkpoint_every", "prm.checkpoint_every")
+# Keys whose change does not change any result: a resumed run may differ in these. The `rl`
+# section is checked per named RL run instead (workdir/<rl.name>/config.json), so several arms
+# share one workdir.
+NON_RESULT_KEYS = ("workdir", "stages", "distributed", "mesh.", "sft.checkpoint_every",
+                   "prm.checkpoint_every", "rl.")
 
 
 class ConfigValueError(config_utils.ConfigKeyError):
@@ -177,6 +180,90 @@ class EvalConfig:
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
+class RLConfig:
+    """The RL stage (`prm_jax.stages.rl`): PPO/GRPO/RLOO from the SFT policy, optionally with the
+    PRM as dense line reward and as the critic's initialisation (PSGPO)."""
+
+    # Name of the run: its folder (workdir/<name>) and exported policy (workdir/policy_<name>).
+    name: str = "rl"
+    iterations: int = 20
+    # Prompts per iteration and samples per prompt (a group, for GRPO/RLOO baselines).
+    prompts: int = 16
+    samples: int = 4
+    # Training problems drawn from the synthetic suite's train split.
+    num_problems: int = 512
+    temperature: float = 1.0
+    max_new_tokens: int = 96
+    # "gae" (PPO with a critic), "grpo" or "rloo" (critic-free; process rewards PRIME-style).
+    estimator: str = "gae"
+    # Dense PRM line rewards (λ/T)·PRM(prefix) (rewards.py) and their options.
+    dense: bool = False
+    lambda_fail: float = 0.25
+    lambda_pass: float = 0.025
+    dense_form: str = "psgpo"
+    normalize_by: str = "code_lines"
+    truncated: str = "score"
+    # Critic start: "prm" (exact copy), "prm_affine" (a·PRM + c), "policy" (fresh head).
+    critic_init: str = "policy"
+    critic_affine: tuple[float, float] = (1.0, 0.0)
+    # Iterations that update only the critic (rollouts still drawn).
+    critic_warmup: int = 0
+    # KL to the reference: β, in the reward (k1, PPO) or in the loss (k3, GRPO/RLOO).
+    kl_coef: float = 0.01
+    kl_mode: str = "reward"
+    gamma: float = 1.0
+    lam: float = 1.0
+    whiten: bool = True
+    clip: float = 0.2
+    value_clip: float = 0.5
+    entropy_coef: float = 0.0
+    policy_lr: float = 2e-4
+    critic_lr: float = 1e-3
+    epochs: int = 1
+    minibatches: int = 2
+    micro_batches: int = 1
+    # Held-out greedy pass@1 every eval_every iterations (0 = only at the end).
+    eval_every: int = 5
+    checkpoint_every: int = 5
+
+    def __post_init__(self):
+        from prm_jax.rl.algos import ESTIMATORS
+        from prm_jax.rl.critic_init import CRITIC_INITS
+        from prm_jax.rl.rewards import DENSE_FORMS
+
+        _need(bool(self.name) and self.name.replace("_", "").isalnum(), "rl.name", self.name,
+              "a name of letters, digits and _")
+        _positive(self, "rl", "iterations", "prompts", "samples", "num_problems", "max_new_tokens",
+                  "policy_lr", "critic_lr", "epochs", "minibatches", "micro_batches",
+                  "checkpoint_every", "temperature")
+        _non_negative(self, "rl", "lambda_fail", "lambda_pass", "critic_warmup", "kl_coef",
+                      "entropy_coef", "eval_every", "clip", "value_clip")
+        _need(self.estimator in ESTIMATORS, "rl.estimator", self.estimator, f"one of {sorted(ESTIMATORS)}")
+        _need(self.dense_form in DENSE_FORMS, "rl.dense_form", self.dense_form, f"one of {DENSE_FORMS}")
+        _need(self.normalize_by in ("code_lines", "all_lines"), "rl.normalize_by", self.normalize_by,
+              "code_lines or all_lines")
+        _need(self.truncated in ("score", "mask"), "rl.truncated", self.truncated, "score or mask")
+        _need(self.critic_init in CRITIC_INITS, "rl.critic_init", self.critic_init,
+              f"one of {CRITIC_INITS}")
+        _need(self.kl_mode in ("reward", "loss"), "rl.kl_mode", self.kl_mode, "reward or loss")
+        _need(0 < self.gamma <= 1 and 0 <= self.lam <= 1, "rl.gamma/lam", (self.gamma, self.lam),
+              "gamma in (0, 1] and lam in [0, 1]")
+        _need(self.prompts <= self.num_problems, "rl.prompts", self.prompts,
+              f"at most rl.num_problems={self.num_problems}")
+        _need(len(self.critic_affine) == 2, "rl.critic_affine", self.critic_affine, "a pair (a, c)")
+        _need(self.critic_warmup < self.iterations, "rl.critic_warmup", self.critic_warmup,
+              f"fewer than rl.iterations={self.iterations}")
+
+    @property
+    def uses_critic(self) -> bool:
+        return self.estimator == "gae"
+
+    @property
+    def uses_prm(self) -> bool:
+        return self.dense or (self.uses_critic and self.critic_init.startswith("prm"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
 class ModelCheckConfig:
     batch_size: int = 8
     seq_len: int = 128
@@ -190,11 +277,12 @@ class ModelCheckConfig:
 
 # Section name in the ConfigDict -> dataclass; None when the config has no such section.
 SECTIONS = {"data": DataConfig, "sft": SFTConfig, "sample": SampleConfig,
-            "label": LabelStageConfig, "prm": PRMConfig, "eval": EvalConfig}
+            "label": LabelStageConfig, "prm": PRMConfig, "eval": EvalConfig, "rl": RLConfig}
 # Stage -> the sections it reads.
 STAGE_SECTIONS = {"sft": ("data", "sft", "sample"), "sample": ("data", "sft", "sample"),
                   "label": ("data", "sample", "label"), "prm_train": ("sft", "prm"),
-                  "prm_eval": ("prm",), "evaluate": ("eval",), "model_check": ()}
+                  "prm_eval": ("prm",), "evaluate": ("eval",), "model_check": (),
+                  "rl": ("data", "sample", "rl")}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -218,6 +306,7 @@ class RunConfig:
     label: LabelStageConfig | None = None
     prm: PRMConfig | None = None
     eval: EvalConfig | None = None
+    rl: RLConfig | None = None
     model_check: ModelCheckConfig = dataclasses.field(default_factory=ModelCheckConfig)
 
     @property

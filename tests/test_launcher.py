@@ -79,8 +79,11 @@ SMALL_PIPELINE = (
     "--config.sample.max_new_tokens=48", "--config.label.k=2", "--config.label.mc_responses=3",
     "--config.label.mutation_responses=4", "--config.prm.steps=10", "--config.prm.batch_size=4",
     "--config.prm.heldout_fraction=0.5", "--config.model.num_layers=1",
-    "--config.model.hidden_size=64", "--config.model.intermediate_size=128")
-STAGES = {"sft", "sample", "label", "prm_train", "prm_eval"}
+    "--config.model.hidden_size=64", "--config.model.intermediate_size=128",
+    "--config.rl.iterations=2", "--config.rl.prompts=4", "--config.rl.samples=2",
+    "--config.rl.max_new_tokens=48", "--config.rl.eval_every=0", "--config.rl.checkpoint_every=1",
+    "--config.rl.num_problems=16")
+STAGES = {"sft", "sample", "label", "prm_train", "prm_eval", "rl"}
 
 
 @pytest.fixture(scope="module")
@@ -105,7 +108,8 @@ def test_default_pipeline_end_to_end_small(small_run):
     for name in ("policy/config.json", "policy/generation_config.json", "policy_step10/config.json",
                  "prm/config.json", "labels_binary_search.jsonl", "labels_monte_carlo.jsonl",
                  "labels_mutation.jsonl", "responses.jsonl", "sft/metrics.jsonl",
-                 "prm_training/metrics.jsonl", "config.json"):
+                 "prm_training/metrics.jsonl", "config.json", "rl/metrics.jsonl",
+                 "policy_rl/model.safetensors"):
         assert (tmp_path / name).exists(), name
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["workdir"] == str(tmp_path) and config["sft"]["steps"] == 30
@@ -118,7 +122,7 @@ def test_rerun_resumes_with_the_same_summary(small_run, tmp_path):
     again = _launch(workdir, *SMALL_PIPELINE)
     assert again.returncode == 0, again.stderr[-3000:]
     resumed = json.loads((workdir / "summary.json").read_text())
-    assert resumed["sft"]["resumed"] and resumed["prm_train"]["resumed"]
+    assert resumed["sft"]["resumed"] and resumed["prm_train"]["resumed"] and resumed["rl"]["resumed"]
     assert _shape(resumed) == _shape(summary)  # the same fields as the uninterrupted run
     assert resumed["sft"]["loss"] == summary["sft"]["loss"]
     assert resumed["label"]["binary_search"] == {**summary["label"]["binary_search"],

@@ -4,7 +4,7 @@ The default pipeline is sft → sample → label → prm_train → prm_eval; eac
 earlier ones wrote into the workdir (`prm_jax.workdir` names the files) and skips finished work.
 """
 
-from prm_jax.stages import evaluate, label, model_check, prm_eval, prm_train, sample, sft
+from prm_jax.stages import evaluate, label, model_check, prm_eval, prm_train, rl, sample, sft
 
 STAGES = {
     "model_check": model_check.run,
@@ -14,4 +14,5 @@ STAGES = {
     "label": label.run,
     "prm_train": prm_train.run,
     "prm_eval": prm_eval.run,
+    "rl": rl.run,
 }

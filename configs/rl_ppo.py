@@ -1,0 +1,47 @@
+"""RL arms on the default pipeline's workdir (SFT policy and PRM already there).
+
+  python -m prm_jax.main --config=configs/rl_ppo.py:psgpo --workdir=runs/default
+
+Arms (the argument after the colon; each writes workdir/<arm>/ and workdir/policy_<arm>/, so
+all arms share one workdir and its SFT policy and PRM):
+  sparse        PPO, unit-test reward only, critic from the SFT policy (fresh head)
+  dense         PPO + dense PRM line rewards, critic from the policy
+  value         PPO, unit-test reward only, critic initialised from the PRM
+  psgpo         PPO + dense PRM rewards + critic from the PRM (PSGPO; the default config's `rl`)
+  grpo          GRPO, unit-test reward only (k3 KL in the loss)
+  grpo_process  GRPO on outcome + dense PRM rewards
+  rloo          RLOO (PRIME-style per-token leave-one-out), unit-test reward only
+  rloo_process  RLOO with the outcome and the dense PRM rewards as two reward sources
+Expected: held-out greedy pass@1 in summary.json[<arm>]["test"] vs ["test_before"] (the SFT
+policy); reward-hacking indicators in workdir/<arm>/metrics.jsonl.
+"""
+
+import importlib.util
+import os
+
+_spec = importlib.util.spec_from_file_location(
+    "prm_jax_default_config", os.path.join(os.path.dirname(os.path.abspath(__file__)), "default.py"))
+default = importlib.util.module_from_spec(_spec)
+_spec.loader.exec_module(default)
+
+ARMS = {
+    "sparse": dict(estimator="gae", dense=False, critic_init="policy"),
+    "dense": dict(estimator="gae", dense=True, critic_init="policy"),
+    "value": dict(estimator="gae", dense=False, critic_init="prm"),
+    "psgpo": dict(estimator="gae", dense=True, critic_init="prm"),
+    "grpo": dict(estimator="grpo", dense=False, kl_mode="loss", kl_coef=0.001),
+    "grpo_process": dict(estimator="grpo", dense=True, kl_mode="loss", kl_coef=0.001),
+    "rloo": dict(estimator="rloo", dense=False, kl_mode="loss", kl_coef=0.001),
+    "rloo_process": dict(estimator="rloo", dense=True, kl_mode="loss", kl_coef=0.001),
+}
+
+
+def get_config(arm: str = "psgpo"):
+    if arm not in ARMS:
+        raise ValueError(f"unknown RL arm {arm!r}; expected one of {sorted(ARMS)}")
+    config = default.get_config()
+    config.stages = ("rl",)
+    config.rl.name = arm
+    for key, value in ARMS[arm].items():
+        config.rl[key] = value
+    return config

@@ -104,9 +104,11 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for stage in run_config.stages:
         logging.info("stage %s", stage)
         start = time.perf_counter()
-        results[stage] = STAGES[stage](ctx)
-        results[stage]["stage_seconds"] = round(time.perf_counter() - start, 1)
-        summary[stage] = results[stage]
+        # RL arms are named runs sharing a workdir: each has its own summary entry.
+        key = run_config.rl.name if stage == "rl" else stage
+        results[key] = STAGES[stage](ctx)
+        results[key]["stage_seconds"] = round(time.perf_counter() - start, 1)
+        summary[key] = results[key]
         # Written after every stage, so a partial run still leaves its summary.
         write_json_atomic(wd.summary, summary)
     return results

@@ -11,3 +11,6 @@ import jax  # noqa: E402
 
 jax.config.update("jax_numpy_rank_promotion", "raise")
 jax.config.update("jax_default_matmul_precision", "highest")
+
+
+from pipeline_fixtures import small_run  # noqa: E402,F401  (session fixture: the shrunk pipeline)

@@ -10,15 +10,7 @@ import time
 
 import pytest
 
-ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-
-
-def _launch(tmp_path, *overrides, devices=1, config="configs/default.py"):
-    env = dict(os.environ, XLA_FLAGS=f"--xla_force_host_platform_device_count={devices}",
-               JAX_PLATFORMS="cpu")
-    cmd = [sys.executable, "-m", "prm_jax.main", f"--config={config}",
-           f"--workdir={tmp_path}", *overrides]
-    return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+from pipeline_fixtures import ROOT, SMALL_PIPELINE, STAGES, launch as _launch
 
 
 def test_default_config_runs_sharded(tmp_path):
@@ -70,29 +62,6 @@ def test_eval_config_samples_and_scores(tmp_path):
     samples = (tmp_path / "samples.jsonl").read_text().splitlines()
     assert len(samples) == 12
     assert len((tmp_path / "eval_results.jsonl").read_text().splitlines()) == 6
-
-
-SMALL_PIPELINE = (
-    "--config.data.num_train=64", "--config.data.num_test=8", "--config.data.max_horizon=3",
-    "--config.sft.steps=30", "--config.sft.checkpoint_every=10", "--config.sft.snapshot_steps=(10,)",
-    "--config.sample.num_problems=8", "--config.sample.n=2", "--config.sample.snapshot_n=1",
-    "--config.sample.max_new_tokens=48", "--config.label.k=2", "--config.label.mc_responses=3",
-    "--config.label.mutation_responses=4", "--config.prm.steps=10", "--config.prm.batch_size=4",
-    "--config.prm.heldout_fraction=0.5", "--config.model.num_layers=1",
-    "--config.model.hidden_size=64", "--config.model.intermediate_size=128",
-    "--config.rl.iterations=2", "--config.rl.prompts=4", "--config.rl.samples=2",
-    "--config.rl.max_new_tokens=48", "--config.rl.eval_every=0", "--config.rl.checkpoint_every=1",
-    "--config.rl.num_problems=16")
-STAGES = {"sft", "sample", "label", "prm_train", "prm_eval", "rl"}
-
-
-@pytest.fixture(scope="module")
-def small_run(tmp_path_factory):
-    """SFT → sample → label → PRM train → PRM eval, shrunk to run in about half a minute."""
-    workdir = tmp_path_factory.mktemp("small_run")
-    proc = _launch(workdir, *SMALL_PIPELINE)
-    assert proc.returncode == 0, proc.stderr[-4000:]
-    return workdir, json.loads((workdir / "summary.json").read_text())
 
 
 def test_default_pipeline_end_to_end_small(small_run):

@@ -198,3 +198,15 @@ def test_kl_regularised_bandit_reaches_the_closed_form_optimum():
 def test_bandit_without_kl_finds_the_best_action():
     p, _, _, reward = _bandit(beta=0.0, iterations=60)
     assert p[int(np.argmax(reward))] > 0.9
+
+
+def test_rescale_critic_to_fitted_affine():
+    learner, _ = _learner(_mesh())
+    batch = _batch()
+    before = learner.experience(batch)["values"]
+    learner.rescale_critic(0.5, 0.25)
+    after = learner.experience(batch)["values"]
+    np.testing.assert_allclose(after, 0.5 * before + 0.25, atol=1e-5)
+    m = batch.response_mask
+    a, c = fit_affine(before, 2.0 * before - 1.0, m)
+    assert (a, c) == pytest.approx((2.0, -1.0), abs=1e-4)

@@ -4,6 +4,8 @@
   "prm_affine"  the copy with the head rescaled, V = a·PRM + c (folded into w and b, so the
                 critic stays a plain ScalarHeadModel that exports as HF TokenClassification);
                 (a, c) given, or fitted by least squares to the first rollout batch's returns
+  "prm_fit"     the copy, then (a, c) fitted by least squares to the first rollout batch's
+                returns (`PPOLearner.rescale_critic(*fit_affine(...))` in the RL stage)
   "policy"      the SFT policy's backbone with a fresh scalar head (verl/tunix default)
 
 Copies never alias the source (`nnx.clone`); the critic's optimizer state is always fresh.
@@ -16,7 +18,7 @@ from flax import nnx
 
 from prm_jax.models import ScalarHeadModel
 
-CRITIC_INITS = ("prm", "prm_affine", "policy")
+CRITIC_INITS = ("prm", "prm_affine", "prm_fit", "policy")
 
 
 def init_critic(mode: str, *, prm=None, policy=None, affine: tuple[float, float] = (1.0, 0.0),

@@ -243,5 +243,14 @@ class PPOLearner:
                 history.append(jax.device_get(metrics))
         return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
 
+    def rescale_critic(self, a: float, c: float) -> None:
+        """Critic outputs become a·V + c (its head rescaled in place; optimizer state kept)."""
+        from prm_jax.rl.critic_init import rescale_head
+
+        model = self.critic.model()
+        rescale_head(model, a, c)
+        params = jax.device_put(nnx.state(model, nnx.Param), self.critic.sharded.param_shardings)
+        self.critic.state = self.critic.state.replace(params=params)
+
     def policy_params(self) -> nnx.State:
         return self.policy.state.params

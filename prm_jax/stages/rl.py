@@ -24,7 +24,7 @@ from prm_jax.data.tfds_builder import problem_to_record
 from prm_jax.jsonio import write_json_atomic
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.prm.rollouts import SandboxVerifier
-from prm_jax.rl.critic_init import init_critic
+from prm_jax.rl.critic_init import fit_affine, init_critic
 from prm_jax.rl.learner import LearnerConfig, PPOLearner
 from prm_jax.rl.metrics import rollout_metrics
 from prm_jax.rl.rewards import RewardConfig
@@ -63,7 +63,7 @@ def _build_learner(ctx: StageContext) -> PPOLearner:
     prm = load_pretrained(wd.prm) if c.uses_prm else None
     critic = None
     if c.uses_critic:
-        critic = init_critic(c.critic_init, prm=prm, policy=policy, affine=tuple(c.critic_affine),
+        critic = init_critic("prm" if c.critic_init == "prm_fit" else c.critic_init, prm=prm, policy=policy, affine=tuple(c.critic_affine),
                              seed=ctx.config.seed)
     return PPOLearner(policy, reference, critic=critic, prm=prm if c.dense else None,
                       mesh=ctx.mesh, config=learner_config(c))
@@ -131,6 +131,12 @@ def run(ctx: StageContext) -> dict:
                                   row_multiple=row_multiple, pad_id=ctx.tokenizer.pad_token_id or 0)
             experience = learner.experience(batch)
             parts = reward_parts(batch, experience.get("prm"), rewards)
+            if it == 0 and c.uses_critic and c.critic_init == "prm_fit":
+                _, returns, _ = learner.advantages(batch, experience, parts)
+                affine = fit_affine(experience["values"], returns, batch.response_mask)
+                learner.rescale_critic(*affine)
+                experience = learner.experience(batch)
+                print(f"{c.name}: critic = {affine[0]:.3f}·PRM + {affine[1]:.3f} (fitted to the first batch)")
             advantages, returns, kl_reward = learner.advantages(batch, experience, parts)
             times["time/score"] = time.perf_counter() - t0
             t0 = time.perf_counter()

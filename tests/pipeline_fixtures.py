@@ -41,3 +41,26 @@ def small_run(tmp_path_factory):
     return workdir, json.loads((workdir / "summary.json").read_text())
 
 
+
+
+def reap_orphans() -> int:
+    """Reaps zombie children of this process that no Popen owns.
+
+    An in-process SandboxPool makes the test process a child subreaper, so the sandbox workers of
+    a launcher killed with SIGKILL are re-parented here when they die; reap them so later tests
+    that check for unreaped children see only their own."""
+    me, reaped = str(os.getpid()), 0
+    for name in os.listdir("/proc"):
+        if not name.isdigit():
+            continue
+        try:
+            fields = open(f"/proc/{name}/stat").read().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        if fields[0] == "Z" and fields[1] == me:
+            try:
+                os.waitpid(int(name), os.WNOHANG)
+                reaped += 1
+            except ChildProcessError:
+                pass
+    return reaped

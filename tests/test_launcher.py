@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from pipeline_fixtures import ROOT, SMALL_PIPELINE, STAGES, launch as _launch
+from pipeline_fixtures import ROOT, SMALL_PIPELINE, STAGES, launch as _launch, reap_orphans
 
 
 def test_default_config_runs_sharded(tmp_path):
@@ -150,6 +150,7 @@ def test_relative_workdir_killed_and_resumed(small_run, tmp_path):
     workdir = cwd / "runs" / "small"
     assert not (workdir / "policy" / "DONE").exists(), "killed too late to test a resume"
     done = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+    reap_orphans()  # the killed run's sandbox workers, if any were running
     assert done.returncode == 0, done.stderr[-4000:]
     summary = json.loads((workdir / "summary.json").read_text())
     assert _shape(summary) == _shape(reference)

@@ -12,7 +12,7 @@ import time
 import numpy as np
 import pytest
 
-from pipeline_fixtures import ROOT, SMALL_PIPELINE
+from pipeline_fixtures import ROOT, SMALL_PIPELINE, reap_orphans
 
 # A second RL arm ("arm") in a copy of the shrunk pipeline's workdir: its SFT policy and PRM are
 # reused, and the arm's own config.json keeps it apart from the pipeline's "rl" run.
@@ -74,6 +74,7 @@ def test_rl_stage_runs_and_resumes_exactly(small_run, tmp_path):
     resumed = subprocess.run(_cmd(killed, "--config.stages=('rl',)"), env=ENV, capture_output=True,
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
+    reap_orphans()  # the killed run's sandbox workers
     a, b = _weights(full / "policy_arm"), _weights(killed / "policy_arm")
     assert a.keys() == b.keys()
     for name in a:

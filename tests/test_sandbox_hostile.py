@@ -135,8 +135,9 @@ CASES = [
     ("print_fake_markers", ADD.replace("a + b", "a - b") + "print('{\"t\": \"done\"}')\n"
      "print('ALL TESTS PASSED')\n", ADD_TESTS, {"failed"}),
     ("fake_records_to_every_fd", FAKE_RECORDS, WRONG_TESTS, {"runtime_error"}),
-    ("kill_parent", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + ADD, ADD_TESTS,
-     {"runtime_error"}),
+    # Under bubblewrap the parent is the server, pid 1 of the namespace: the signal is ignored.
+    ("kill_parent", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + ADD, WRONG_TESTS,
+     {"runtime_error", "failed"}),
     ("kill_everything", "import os, signal\nos.kill(-1, signal.SIGKILL)\n" + ADD, ADD_TESTS,
      {"runtime_error"}),
     ("stop_parent", "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nimport time\n"
@@ -257,12 +258,13 @@ def test_io_programs_are_contained(pool):
         ("while True:\n    pass\n", "timeout"),
         ("while True:\n    print('x' * 100)\n", "output_limit"),
         ("x = bytearray(2 * 1024 ** 3)\n", "memory"),
-        ("import os\nos.kill(os.getppid(), 9)\n", "runtime_error"),
+        ("import os\nos.kill(os.getppid(), 9)\n", ("runtime_error", "failed")),
         ("print(int(input()) * 2, '  ')\n\n", "passed"),
     ]
     for program, status in cases:
         result = pool.run(Job(id="io", program=program, io=(("21\n", "42\n"),), timeout_s=1.5))
-        assert result.status == status, (program, result.status, result.message)
+        assert result.status in ((status,) if isinstance(status, str) else status), (
+            program, result.status, result.message)
         _assert_clean(pool)
 
 

@@ -25,8 +25,24 @@ import subprocess
 import sys
 
 LEVELS = ("bwrap", "unshare", "rlimits")
-SERVER_SOURCE = os.path.join(os.path.dirname(__file__), "_server.py")
+INSIDE_DIR = os.path.join(os.path.dirname(__file__), "inside")
+INSIDE_MODULES = ("protocol", "hygiene", "program", "judge", "server")  # dependency order
 TMPFS_BYTES = 64 << 20
+_BOOT = """
+import sys, types
+sources = %r
+package = types.ModuleType("sbx")
+package.__path__ = []
+sys.modules["sbx"] = package
+for name in %r:
+    module = types.ModuleType("sbx." + name)
+    module.__package__ = "sbx"
+    sys.modules["sbx." + name] = module
+    setattr(package, name, module)
+    exec(compile(sources[name], "<sbx/" + name + ".py>", "exec"), module.__dict__)
+del sources, package, module, name, types
+sys.modules["sbx.server"].main(sys.argv[1:])
+"""
 _log = logging.getLogger("prm_jax.sandbox")
 
 
@@ -79,12 +95,21 @@ def _drop_privileges(uid: int) -> list[str]:
             "--bounding-set=-all"]
 
 
+@functools.lru_cache(maxsize=1)
+def server_bootstrap() -> str:
+    """`python -c` source that loads the `inside` modules as package `sbx` and starts the
+    server (the sandbox sees no project files, so the sources travel on the command line)."""
+    sources = {}
+    for name in INSIDE_MODULES:
+        with open(os.path.join(INSIDE_DIR, f"{name}.py")) as f:
+            sources[name] = f.read()
+    return _BOOT % (sources, INSIDE_MODULES)
+
+
 def worker_command(level: str, uid: int, scratch: str) -> tuple[list[str], bool]:
     """argv that starts one fork server, and whether it may sweep with kill(-1)."""
     exe, prefix = interpreter()
-    with open(SERVER_SOURCE) as f:
-        server = f.read()
-    python = [exe, "-I", "-c", server]
+    python = [exe, "-I", "-c", server_bootstrap()]
     if level == "bwrap":
         bwrap = shutil.which("bwrap")
         if bwrap is None:
@@ -95,11 +120,14 @@ def worker_command(level: str, uid: int, scratch: str) -> tuple[list[str], bool]
         cmd = _drop_privileges(uid) + [
             bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+            "--as-pid-1",
             "--cap-drop", "ALL", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8", *binds,
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev",
-            "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp",
+            "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm", "--mqueue", "/dev/mqueue",
+            "--remount-ro", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+            "--remount-ro", "/", "--chdir", "/tmp",
             "--hostname", "sandbox", *python, "/tmp/sandbox", "sweep_all", "private_tmp"]
         return cmd, True
     if level == "unshare":

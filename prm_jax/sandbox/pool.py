@@ -12,7 +12,6 @@ worker on every attempt is the program's doing (`runtime_error`); a worker that 
 
 from __future__ import annotations
 
-import ast
 import concurrent.futures
 import json
 import logging
@@ -31,7 +30,7 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from prm_jax.sandbox import isolation
-from prm_jax.sandbox.scoring import score_assert, score_io
+from prm_jax.sandbox.scoring import SandboxFault, score_assert, score_io
 from prm_jax.sandbox.types import ExecutionResult, Job, Limits, TestResult
 
 _FRAME = struct.Struct(">I")
@@ -232,17 +231,24 @@ def _uid_block(n: int) -> int:
 
 
 def validate_job(job: Job) -> None:
-    """Malformed tests are the caller's error, reported before anything runs."""
+    """Malformed tests are the caller's error, reported before anything runs.
+
+    Each test and the setup must compile as module code: so a top-level `return`, `yield`,
+    `await` or `break`/`continue` outside a loop is rejected (they would otherwise end or skip
+    a test without evaluating its asserts)."""
     for i, source in enumerate(job.tests):
-        try:
-            ast.parse(source)
-        except SyntaxError as e:
-            raise ValueError(f"job {job.id!r}: test {i} is not valid Python: {e}") from e
+        _check_compiles(source, f"job {job.id!r}: test {i}", f"<test {i}>")
     if job.setup:
-        try:
-            ast.parse(job.setup)
-        except SyntaxError as e:
-            raise ValueError(f"job {job.id!r}: setup is not valid Python: {e}") from e
+        _check_compiles(job.setup, f"job {job.id!r}: setup", "<setup>")
+
+
+def _check_compiles(source: str, what: str, filename: str) -> None:
+    try:
+        compile(source, filename, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        raise ValueError(f"{what} is not valid Python: {e.msg} (line {e.lineno})") from e
+    except (ValueError, RecursionError, MemoryError) as e:
+        raise ValueError(f"{what} is not valid Python: {e}") from e
 
 
 class SandboxPool:
@@ -334,8 +340,18 @@ class SandboxPool:
                     worker = None
                     infra.append(report["infra_error"])
                     continue
+                if "recycle" in report:  # the verdict stands; the worker is replaced
+                    self._discard(slot)
+                    worker = None
                 scorer = score_assert if job.kind == "assert" else score_io
-                result = scorer(job, report, self.limits)
+                try:
+                    result = scorer(job, report, self.limits)
+                except (SandboxFault, TypeError, ValueError, KeyError, AttributeError) as e:
+                    _log.warning("job %s: unusable sandbox report: %s", job.id, e)
+                    self._discard(slot)
+                    worker = None
+                    infra.append(f"unusable sandbox report: {e}")
+                    continue
                 return _with_attempts(result, attempt)
             if kills == self.max_attempts:
                 return _with_attempts(ExecutionResult(

@@ -41,13 +41,14 @@ def _uid_processes(p):
 
 
 def _assert_clean(pool):
-    """Only the workers' own processes (outer bwrap, namespace init, server) remain."""
+    """Only the workers' own processes remain: outer bwrap, the server (pid 1 of the
+    namespace), the judge and the next run's pre-forked program process."""
     if os.geteuid() != 0:
         return
     deadline = time.monotonic() + 3
     while True:
         procs = _uid_processes(pool)
-        if len(procs) <= 3 * pool.num_workers:
+        if len(procs) <= 4 * pool.num_workers:
             break
         assert time.monotonic() < deadline, f"leftover processes: {len(procs)}"
         time.sleep(0.05)

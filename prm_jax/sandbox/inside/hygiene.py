@@ -88,11 +88,12 @@ def reap_all():
             return
 
 
-def sweep(sweep_all, pgids=(), deadline_s=5.0):
+def sweep(sweep_all, pgids=(), spare=None, deadline_s=5.0):
     """Kills and reaps every process left by the last run; False if some would not die.
 
-    sweep_all: the server owns its uid or pid namespace, so kill(-1) reaches only run
-    processes. Otherwise only the run's process groups are killed.
+    sweep_all: the server owns its uid or pid namespace, so every other process of its uid
+    (except `spare`, the judge) belongs to the run. Otherwise only the run's process groups
+    are killed.
     """
     end = time.monotonic() + deadline_s
     while True:
@@ -101,15 +102,14 @@ def sweep(sweep_all, pgids=(), deadline_s=5.0):
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        if sweep_all:
+        left = [p for p in other_pids((spare,)) if same_uid(p)] if sweep_all else ()
+        for pid in left:
             try:
-                os.kill(-1, signal.SIGKILL)
+                os.kill(pid, signal.SIGKILL)
             except ProcessLookupError:
                 pass
         reap_all()
-        if not sweep_all:
-            return True
-        if not [p for p in other_pids() if same_uid(p)]:
+        if not sweep_all or not left:
             return True
         if time.monotonic() > end:
             return False

@@ -1,7 +1,8 @@
 """The judge process: runs a job's tests and decides every verdict; never runs program code.
 
-The judge is forked from the server before the program is loaded and never imports, unpickles
-or executes anything the program produced. Test code sees the judge's own builtins and stdlib
+The judge is forked from the server once per worker, before any program is loaded, and serves
+one run after another (`serve`); it never imports, unpickles or executes anything a program
+produced, and each run gets a fresh namespace. Test code sees the judge's own builtins and stdlib
 (a program that rebinds `abs` or patches `math.isclose` changes only its own process). Each name
 the program defines is bound in the tests' namespace according to the program's manifest:
 
@@ -297,19 +298,35 @@ def failing_line(exc, filename, source):
     return lines[lineno - 1].strip()[:200] if 0 < lineno <= len(lines) else ""
 
 
-def run(job, compiled_tests, req_fd, rep_fd, report_fd):
-    """Runs in the forked judge process. Never returns."""
-    def emit(record):
-        protocol.write_frame(report_fd, json.dumps(record).encode())
+def serve(control):
+    """The judge's loop (a process forked once per worker, kept across runs): for each run,
+    receives the request/reply pipes' ends and the job on the `control` socket, runs the
+    tests, and sends the records back, ending with `{"t": "end"}`. Each run gets a fresh
+    namespace and channel; nothing of the program ever runs here."""
+    import marshal
+    import socket
+    fd = control.fileno()
 
-    try:
-        _judge(job, compiled_tests, Channel(req_fd, rep_fd), emit)
-        os._exit(0)
-    except BaseException as e:  # the judge's own failure: the sandbox's, not the program's
+    def emit(record):
+        protocol.write_frame(fd, json.dumps(record).encode())
+
+    while True:
         try:
+            _, fds, _, _ = socket.recv_fds(control, 1, 2)
+        except OSError:
+            return
+        if len(fds) != 2:
+            return
+        req_fd, rep_fd = fds
+        try:
+            job, tests = marshal.loads(protocol.read_frame(fd))
+            _judge(job, marshal.loads(tests), Channel(req_fd, rep_fd), emit)
+        except BaseException as e:  # the judge's own failure: the sandbox's, not the program's
             emit({"t": "judge_error", "msg": f"{type(e).__name__}: {e}"[:500]})
         finally:
-            os._exit(0)
+            os.close(req_fd)
+            os.close(rep_fd)
+        emit({"t": "end"})
 
 
 def _judge(job, compiled_tests, channel, emit):

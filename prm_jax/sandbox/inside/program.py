@@ -107,12 +107,19 @@ class _Handles:
         return self.objects[hid]
 
 
-def _manifest_entry(name, value, handles, stdlib_modules):
+_STDLIB = frozenset(sys.stdlib_module_names) | {"typing"}
+
+
+def _is_stdlib(module):
+    return module.partition(".")[0] in _STDLIB
+
+
+def _manifest_entry(name, value, handles):
     """How the judge should bind `name`: its own import, a proxy, or the value as data."""
     if isinstance(value, types.ModuleType):
         return ("module", name, getattr(value, "__name__", name))
     module = getattr(value, "__module__", None)
-    if type(module) is str and module != SOLUTION_NAME and module in stdlib_modules:
+    if type(module) is str and module != SOLUTION_NAME and _is_stdlib(module):
         attr = getattr(value, "__qualname__", None)
         for candidate in (attr, name):
             if type(candidate) is str and _lookup(sys.modules.get(module), candidate) is value:
@@ -142,14 +149,12 @@ def _lookup(obj, dotted):
 
 
 def manifest(namespace, handles, skip):
-    stdlib = set(sys.stdlib_module_names) | {"typing", "collections.abc"}
-    stdlib_modules = {m for m in sys.modules if m.split(".")[0] in stdlib}
     entries = []
     for name, value in list(namespace.items()):
         if name.startswith("__") or name in skip:
             continue
         try:
-            entries.append(_manifest_entry(name, value, handles, stdlib_modules))
+            entries.append(_manifest_entry(name, value, handles))
         except Exception:
             entries.append(("value", name, handles.register(value)))
     return tuple(entries)

@@ -16,7 +16,9 @@ reaps every process of the run, and wipes the run directory, /tmp, /dev/shm, mes
 and SysV IPC objects, so nothing survives into the next run.
 """
 
+import gc
 import json
+import marshal
 import os
 import select
 import signal
@@ -64,8 +66,9 @@ class Supervisor:
         self.peak_kb = max(self.peak_kb, pss)
         return pss > self.memory_kb
 
-    def wait(self, fd=None, pid=None, limit=_REPORT_LIMIT):
-        """Reads `fd` to end of file (or waits for `pid` to exit); returns the bytes read."""
+    def wait(self, fd=None, pid=None, until=None, limit=_REPORT_LIMIT):
+        """Reads `fd` to end of file or until `until(bytes read)` (or waits for `pid` to
+        exit); returns the bytes read."""
         buf = bytearray()
         pidfd = os.pidfd_open(pid) if pid is not None else None
         try:
@@ -77,11 +80,16 @@ class Supervisor:
                 watch = [x for x in (fd, pidfd) if x is not None]
                 ready, _, _ = select.select(watch, [], [], min(remaining, _POLL_S))
                 if fd is not None and fd in ready:
-                    chunk = os.read(fd, 1 << 16)
+                    try:
+                        chunk = os.read(fd, 1 << 16)
+                    except OSError:  # e.g. the judge was killed: its socket was reset
+                        chunk = b""
                     if not chunk:
                         return bytes(buf)
                     if len(buf) < limit:
                         buf += chunk
+                    if until is not None and until(buf):
+                        return bytes(buf)
                 if pidfd is not None and pidfd in ready:
                     return bytes(buf)
                 if self.over_memory():
@@ -111,8 +119,18 @@ def _exit_status(status):
     return os.WEXITSTATUS(status)
 
 
-def _end_run(pids, sweep_all):
-    """Kills every process of the run; returns ({pid: (status, maxrss KiB)}, clean)."""
+def _wait(pid):
+    """(exit status, max rss KiB) of child `pid`, blocking."""
+    try:
+        _, status, usage = os.wait4(pid, 0)
+        return _exit_status(status), usage.ru_maxrss
+    except ChildProcessError:  # already reaped by a sweep: it was killed
+        return -signal.SIGKILL, 0
+
+
+def _end_run(pids, sweep_all, spare=None):
+    """Kills every process of the run (all but the server and `spare`, the judge); returns
+    ({pid: (status, maxrss KiB)}, clean)."""
     statuses = {}
     _collect(pids, statuses)
     for pid in pids:
@@ -127,12 +145,8 @@ def _end_run(pids, sweep_all):
                 pass
     for pid in pids:
         if pid not in statuses:
-            try:
-                _, status, usage = os.wait4(pid, 0)
-                statuses[pid] = (_exit_status(status), usage.ru_maxrss)
-            except ChildProcessError:
-                statuses[pid] = (-signal.SIGKILL, 0)
-    clean = hygiene.sweep(sweep_all, pgids=pids)
+            statuses[pid] = _wait(pid)
+    clean = hygiene.sweep(sweep_all, pgids=pids, spare=spare)
     return statuses, clean
 
 
@@ -179,61 +193,118 @@ def _child(body):
 _TEST_CACHE = {}
 
 
-def cached_test(source, index):
-    """Compiled test `index`, memoised: RL workloads rerun the same tests constantly."""
-    key = (source, index)
-    code = _TEST_CACHE.get(key)
-    if code is None:
-        if len(_TEST_CACHE) > 8192:
+def cached_tests(sources):
+    """The tests compiled and marshalled, memoised: RL workloads rerun the same tests."""
+    key = tuple(sources)
+    blob = _TEST_CACHE.get(key)
+    if blob is None:
+        if len(_TEST_CACHE) > 4096:
             _TEST_CACHE.clear()
-        code = _TEST_CACHE[key] = compile(source, f"<test {index}>", "exec")
-    return code
+        blob = _TEST_CACHE[key] = marshal.dumps(
+            [compile(src, f"<test {i}>", "exec", dont_inherit=True) for i, src in enumerate(sources)])
+    return blob
 
 
-def run_assert(job, rundir, sweep_all):
-    try:
-        tests = [cached_test(src, i) for i, src in enumerate(job["tests"])]
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
-        return {"infra_error": f"a test does not compile in the sandbox: {type(e).__name__}: {e}"}
-    r_req, w_req = os.pipe()
-    r_rep, w_rep = os.pipe()
-    r_rpt, w_rpt = os.pipe()
-    out_path, err_path = os.path.join(rundir, "stdout.txt"), os.path.join(rundir, "stderr.txt")
-    limit = int(job["output_limit_bytes"])
-    deadline = time.monotonic() + float(job["timeout_s"])
+class Judge:
+    """The worker's judge process, forked once (before any program ran) and kept across runs;
+    replaced if a run leaves it stuck or dead."""
 
-    def program_body():
-        req, rep = hygiene.keep_fds([r_req, w_rep])
-        os.setsid()
-        os.chdir(rundir)
-        hygiene.set_dumpable(True)
-        hygiene.apply_limits(job["memory_mb"], job["cpu_s"], limit, job.get("nproc"))
-        _redirect("/dev/null", out_path, err_path)
-        _std_streams()
-        program.serve(job, req, rep, rundir)
+    def __init__(self, memory_mb):
+        import socket
+        self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
+        self.status = None
+        self.pid = os.fork()
+        if self.pid == 0:
+            _child(lambda: self._body(theirs, memory_mb))
+        theirs.close()
 
-    def judge_body():
-        req, rep, rpt = hygiene.keep_fds([w_req, r_rep, w_rpt])
+    def _body(self, control, memory_mb):
+        (fd,) = hygiene.keep_fds([control.fileno()])
+        import socket
+        control = socket.socket(fileno=fd)
         os.setsid()
         os.chdir("/")
-        hygiene.apply_limits(int(job["memory_mb"]) + _JUDGE_EXTRA_MB, job["cpu_s"], 0, None)
         _redirect("/dev/null", "/dev/null", "/dev/null")
-        judge.run(job, tests, req, rep, rpt)
+        hygiene.apply_limits(int(memory_mb) + _JUDGE_EXTRA_MB, resource_infinity(), 0, None)
+        judge.serve(control)
 
-    judge_pid = os.fork()
-    if judge_pid == 0:
-        _child(judge_body)
-    program_pid = os.fork()
-    if program_pid == 0:
-        _child(program_body)
-    for fd in (r_req, w_req, r_rep, w_rep, w_rpt):
-        os.close(fd)
-    supervisor = Supervisor(deadline, job["memory_mb"], exclude={judge_pid})
-    try:
-        report = supervisor.wait(fd=r_rpt)
-    finally:
-        os.close(r_rpt)
-    statuses, clean = _end_run((judge_pid, program_pid), sweep_all)
+    def start(self, job, tests, req_fd, rep_fd):
+        """Hands one run to the judge: the pipes' ends, then the job. False if it is gone."""
+        import socket
+        try:
+            socket.send_fds(self.control, [b"r"], [req_fd, rep_fd])
+            protocol.write_frame(self.control.fileno(), marshal.dumps((job, tests)))
+            return True
+        except OSError:
+            return False
+
+    def stop(self):
+        """Kills the judge (idempotent); returns its exit status."""
+        if self.status is None:
+            self.control.close()
+            try:
+                os.kill(self.pid, signal.SIGKILL)
+            except ProcessLookupError:
+                pass
+            self.status = _wait(self.pid)[0]
+        return self.status
+
+
+def resource_infinity():
+    import resource
+    return resource.RLIM_INFINITY
+
+
+class Program:
+    """A program process forked ahead of its job (off the critical path), holding its ends
+    of fresh request/reply pipes; it waits for the job on its own pipe."""
+
+    def __init__(self, rundir):
+        self.rundir = rundir
+        r_req, self.w_req = os.pipe()
+        self.r_rep, w_rep = os.pipe()
+        r_job, self.job_fd = os.pipe()
+        self.pid = os.fork()
+        if self.pid == 0:
+            _child(lambda: self._body(r_req, w_rep, r_job))
+        for fd in (r_req, w_rep, r_job):
+            os.close(fd)
+
+    def _body(self, *fds):
+        req, rep, job_fd = hygiene.keep_fds(fds)
+        os.setsid()
+        os.chdir(self.rundir)
+        hygiene.set_dumpable(True)
+        _redirect("/dev/null", *_output_paths(self.rundir))
+        _std_streams()
+        job = marshal.loads(protocol.read_frame(job_fd))
+        os.close(job_fd)
+        hygiene.apply_limits(job["memory_mb"], job["cpu_s"], job["output_limit_bytes"],
+                             job.get("nproc"))
+        program.serve(job, req, rep, self.rundir)
+
+    def start(self, job):
+        """Hands the job over; False if the process is gone (it had run nothing yet)."""
+        try:
+            protocol.write_frame(self.job_fd, marshal.dumps(job))
+            return True
+        except OSError:
+            return False
+
+    def close(self):
+        """Closes the server's ends of the process's pipes (idempotent)."""
+        for name in ("job_fd", "w_req", "r_rep"):
+            fd = getattr(self, name)
+            if fd is not None:
+                os.close(fd)
+                setattr(self, name, None)
+
+
+def _output_paths(rundir):
+    return os.path.join(rundir, "stdout.txt"), os.path.join(rundir, "stderr.txt")
+
+
+def _parse_records(report):
     records = []
     view = memoryview(report)
     while len(view) >= 4:
@@ -242,18 +313,56 @@ def run_assert(job, rundir, sweep_all):
             break
         records.append(json.loads(bytes(view[4:4 + size])))
         view = view[4 + size:]
+    return records
+
+
+def _records_complete(buf):
+    return buf.endswith(_END_FRAME)
+
+
+_END_FRAME = protocol.HEADER.pack(len(b'{"t": "end"}')) + b'{"t": "end"}'
+
+
+def run_assert(job, judge_proc, prog, sweep_all):
+    """Runs an assert job: the pre-forked program process loads the program while the judge
+    runs the tests. Returns (report, judge usable afterwards)."""
+    try:
+        tests = cached_tests(job["tests"])
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as e:
+        prog.close()
+        return {"infra_error": f"a test does not compile in the sandbox: {type(e).__name__}: {e}"}, True
+    limit = int(job["output_limit_bytes"])
+    deadline = time.monotonic() + float(job["timeout_s"])
+    job = {k: job[k] for k in ("program", "tests", "setup", "memory_mb", "cpu_s", "nproc",
+                               "output_limit_bytes", "stop_on_first_failure") if k in job}
+    started = prog.start(job) and judge_proc.start(job, tests, prog.w_req, prog.r_rep)
+    prog.close()
+    if not started:
+        return {"infra_error": "the judge or the pre-forked program process was gone"}, False
+    supervisor = Supervisor(deadline, job["memory_mb"], exclude={judge_proc.pid})
+    report = supervisor.wait(fd=judge_proc.control.fileno(), until=_records_complete)
+    records = _parse_records(report)
+    judge_ok = bool(records) and records[-1].get("t") == "end"
+    statuses = {}
+    judge_exit = 0
+    if not judge_ok:  # overran, or the judge died (killed by the program): end it all now
+        judge_exit = judge_proc.stop()
+        statuses, _ = _end_run((prog.pid,), sweep_all)
+    _collect((prog.pid,), statuses)
+    out_path, err_path = _output_paths(prog.rundir)
     output, out_size = _file_tail(out_path, 4096)
     errors, err_size = _file_tail(err_path, 4096)
-    program_exit, program_rss = statuses[program_pid]
-    return {"records": records, "timeout": supervisor.timed_out,
-            "memory_exceeded": supervisor.memory_exceeded, "judge_exit": statuses[judge_pid][0],
-            "exit": program_exit, "max_rss_kb": max(program_rss, supervisor.peak_kb),
+    program_exit, program_rss = statuses.get(prog.pid, (None, 0))
+    return {"records": [r for r in records if r.get("t") != "end"],
+            "timeout": supervisor.timed_out, "memory_exceeded": supervisor.memory_exceeded,
+            "judge_exit": judge_exit, "exit": program_exit,
+            "max_rss_kb": max(program_rss, supervisor.peak_kb),
             "output": (output[-2048:] + ("\n[stderr]\n" + errors[-2048:] if errors else "")),
-            "output_limited": max(out_size, err_size) >= limit, "clean": clean}
+            "output_limited": max(out_size, err_size) >= limit}, judge_ok
 
 
 # ----------------------------------------------------------------------------- io jobs
-def run_io(job, rundir, sweep_all):
+def run_io(job, rundir, sweep_all, spare=None):
     results = []
     limit = int(job["output_limit_bytes"])
     main_path = os.path.join(rundir, "main.py")
@@ -279,7 +388,7 @@ def run_io(job, rundir, sweep_all):
             _child(body)
         supervisor = Supervisor(start + float(job["timeout_s"]), job["memory_mb"])
         supervisor.wait(pid=pid)
-        statuses, clean = _end_run((pid,), sweep_all)
+        statuses, clean = _end_run((pid,), sweep_all, spare=spare)
         exit_code, rss = statuses[pid]
         if supervisor.timed_out:
             exit_code = None
@@ -311,10 +420,28 @@ def _preload():
             pass
 
 
+_RUN_FILES = frozenset({"solution.py", "stdout.txt", "stderr.txt", "main.py"})
+
+
+def _clear_rundir(rundir):
+    """Empties the run directory; the common case (only the server's own files) is a few
+    unlinks, anything else (subdirectories, odd permissions) a full wipe."""
+    try:
+        names = os.listdir(rundir)
+        if all(n in _RUN_FILES or n[:2] in ("in", "ou", "er") and n.endswith(".txt")
+               for n in names) and os.stat(rundir).st_mode & 0o777 == 0o700:
+            for name in names:
+                os.unlink(os.path.join(rundir, name))
+            return
+    except OSError:
+        pass
+    hygiene.wipe(rundir)
+
+
 def _reset_state(scratch, rundir, private):
     """Empties everything a run could have written: the run directory always; /tmp, /dev/shm
     and /dev/mqueue when they are this worker's private mounts; SysV IPC objects."""
-    hygiene.wipe(rundir)
+    _clear_rundir(rundir)
     if private:
         hygiene.empty_dir("/tmp", keep={os.path.basename(scratch)})
         hygiene.empty_dir("/dev/shm")
@@ -334,11 +461,14 @@ def main(argv):
     hygiene.set_dumpable(False)
     hygiene.set_subreaper()
     _preload()
+    gc.collect()
+    gc.freeze()  # forked children's collections then skip (and do not copy) the server's objects
     signal.signal(signal.SIGPIPE, signal.SIG_IGN)
     rundir = os.path.join(scratch, "run")
     _reset_state(scratch, rundir, private)
     send(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
                      "python": sys.version.split()[0]})
+    judge_proc = prog = None
     while True:
         job = recv(proto_in)
         if job is None:
@@ -347,16 +477,33 @@ def main(argv):
             send(proto_out, {"pong": True})
             continue
         started = time.monotonic()
+        judge_ok = True
         try:
             if job["kind"] == "assert":
-                out = run_assert(job, rundir, sweep_all)
+                judge_proc = judge_proc or Judge(job["memory_mb"])
+                prog = prog or Program(rundir)
+                run_pids = (prog.pid,)
+                out, judge_ok = run_assert(job, judge_proc, prog, sweep_all)
             else:
-                out = run_io(job, rundir, sweep_all)
+                run_pids = ()
+                if prog is not None:
+                    prog.close()
+                    _end_run((prog.pid,), sweep_all, spare=judge_proc and judge_proc.pid)
+                    prog = None
+                out = run_io(job, rundir, sweep_all, spare=judge_proc and judge_proc.pid)
         except Exception as e:  # the server's own failure: an infrastructure error
             out = {"infra_error": f"{type(e).__name__}: {e}"}
-        try:
-            _reset_state(scratch, rundir, private)
-        except Exception as e:  # e.g. a run made its state unremovable: the verdict stands,
-            out["recycle"] = f"{type(e).__name__}: {e}"  # and the host replaces this worker
+            judge_ok = False
         out["wall_s"] = time.monotonic() - started
         send(proto_out, out)
+        # After replying, so that the host scores while this run is torn down. If the run's
+        # state cannot be removed, the server exits: the host replaces it (the verdict sent
+        # stands) and the next job runs on a fresh worker.
+        if not judge_ok and judge_proc is not None:
+            judge_proc.stop()
+            judge_proc = None
+        _, clean = _end_run(run_pids, sweep_all, spare=judge_proc and judge_proc.pid)
+        _reset_state(scratch, rundir, private)
+        if not clean:
+            return
+        prog = Program(rundir) if job["kind"] == "assert" else None

@@ -42,13 +42,13 @@ def _uid_processes(p):
 
 def _assert_clean(pool):
     """Only the workers' own processes remain: outer bwrap, the server (pid 1 of the
-    namespace), the judge and the next run's pre-forked program process."""
+    namespace), the zygote, the judge and the next run's pre-forked program process."""
     if os.geteuid() != 0:
         return
     deadline = time.monotonic() + 3
     while True:
         procs = _uid_processes(pool)
-        if len(procs) <= 4 * pool.num_workers:
+        if len(procs) <= 5 * pool.num_workers:
             break
         assert time.monotonic() < deadline, f"leftover processes: {len(procs)}"
         time.sleep(0.05)

@@ -26,7 +26,7 @@ import sys
 
 LEVELS = ("bwrap", "unshare", "rlimits")
 INSIDE_DIR = os.path.join(os.path.dirname(__file__), "inside")
-INSIDE_MODULES = ("protocol", "hygiene", "program", "judge", "server")  # dependency order
+INSIDE_MODULES = ("protocol", "hygiene", "program", "judge", "zygote", "server")  # dependency order
 TMPFS_BYTES = 64 << 20
 _BOOT = """
 import sys, types

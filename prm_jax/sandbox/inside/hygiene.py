@@ -88,11 +88,11 @@ def reap_all():
             return
 
 
-def sweep(sweep_all, pgids=(), spare=None, deadline_s=5.0):
+def sweep(sweep_all, pgids=(), spare=(), deadline_s=5.0):
     """Kills and reaps every process left by the last run; False if some would not die.
 
     sweep_all: the server owns its uid or pid namespace, so every other process of its uid
-    (except `spare`, the judge) belongs to the run. Otherwise only the run's process groups
+    (except the pids in `spare`: the judge and the zygote) belongs to the run. Otherwise only the run's process groups
     are killed.
     """
     end = time.monotonic() + deadline_s
@@ -102,7 +102,7 @@ def sweep(sweep_all, pgids=(), spare=None, deadline_s=5.0):
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        left = [p for p in other_pids((spare,)) if same_uid(p)] if sweep_all else ()
+        left = [p for p in other_pids(spare) if same_uid(p)] if sweep_all else ()
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)
@@ -116,14 +116,30 @@ def sweep(sweep_all, pgids=(), spare=None, deadline_s=5.0):
         time.sleep(0.001)
 
 
-def tree_memory_kb(exclude):
-    """Resident memory of every process of the run (all but the server and `exclude`), KiB.
+def run_pids(exclude, sweep_all, pgids):
+    """The processes of the current run: every other process of this uid when the server owns
+    its uid or pid namespace (`sweep_all`), else the members of the run's process groups."""
+    if sweep_all:
+        return [p for p in other_pids(exclude) if same_uid(p)]
+    members = []
+    for pid in other_pids(exclude):
+        try:
+            with open(f"/proc/{pid}/stat", "rb") as f:
+                if int(f.read().rsplit(b")", 1)[1].split()[2]) in pgids:
+                    members.append(pid)
+        except (OSError, ValueError, IndexError):
+            pass
+    return members
 
-    A cheap RSS sum first; if that looks over budget, the caller asks `tree_pss_kb`, which
-    does not count pages shared by forked children several times."""
+
+def tree_memory_kb(pids):
+    """Resident memory of `pids` together, KiB.
+
+    A cheap RSS sum; if that looks over budget, the caller asks `tree_pss_kb`, which does not
+    count pages shared by forked children several times."""
     page_kb = os.sysconf("SC_PAGE_SIZE") // 1024
     total = 0
-    for pid in other_pids(exclude):
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/statm", "rb") as f:
                 total += int(f.read().split()[1]) * page_kb
@@ -132,9 +148,9 @@ def tree_memory_kb(exclude):
     return total
 
 
-def tree_pss_kb(exclude):
+def tree_pss_kb(pids):
     total = 0
-    for pid in other_pids(exclude):
+    for pid in pids:
         try:
             with open(f"/proc/{pid}/smaps_rollup", "rb") as f:
                 for line in f:

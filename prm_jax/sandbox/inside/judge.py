@@ -33,6 +33,7 @@ import time
 from . import protocol
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
+_FLUSH_S = 0.05
 _RAISABLE = {name: obj for name, obj in vars(builtins).items()
              if isinstance(obj, type) and issubclass(obj, Exception)}
 
@@ -64,6 +65,7 @@ class Channel:
 
     def __init__(self, req_fd, rep_fd):
         self.req_fd, self.rep_fd = req_fd, rep_fd
+        self.replies = protocol.FrameReader(rep_fd)
         self.seq = 0
         self.broken = None
         self.names = {}
@@ -73,7 +75,7 @@ class Channel:
         if self.broken:
             raise ProgramGone(self.broken)
         try:
-            body = protocol.read_frame(self.rep_fd)
+            body = self.replies.next()
             if body is None:
                 raise protocol.ProtocolError("the program process ended")
             reply = protocol.loads(body)
@@ -298,7 +300,7 @@ def failing_line(exc, filename, source):
     return lines[lineno - 1].strip()[:200] if 0 < lineno <= len(lines) else ""
 
 
-def serve(control):
+def serve(control, extra_memory_mb):
     """The judge's loop (a process forked once per worker, kept across runs): for each run,
     receives the request/reply pipes' ends and the job on the `control` socket, runs the
     tests, and sends the records back, ending with `{"t": "end"}`. Each run gets a fresh
@@ -306,9 +308,19 @@ def serve(control):
     import marshal
     import socket
     fd = control.fileno()
+    pending = []
+    last_flush = [time.monotonic()]
 
     def emit(record):
-        protocol.write_frame(fd, json.dumps(record).encode())
+        # Records are sent in batches: all at once for a quick run, and at least every
+        # _FLUSH_S during a long one (so a run that overruns still reports the tests it ran).
+        pending.append(json.dumps(record).encode())
+        if record["t"] == "end" or time.monotonic() - last_flush[0] > _FLUSH_S:
+            data = b"".join(protocol.HEADER.pack(len(r)) + r for r in pending)
+            pending.clear()
+            last_flush[0] = time.monotonic()
+            while data:
+                data = data[os.write(fd, data):]
 
     while True:
         try:
@@ -320,6 +332,7 @@ def serve(control):
         req_fd, rep_fd = fds
         try:
             job, tests = marshal.loads(protocol.read_frame(fd))
+            _limit_memory(int(job["memory_mb"]) + extra_memory_mb)
             _judge(job, marshal.loads(tests), Channel(req_fd, rep_fd), emit)
         except BaseException as e:  # the judge's own failure: the sandbox's, not the program's
             emit({"t": "judge_error", "msg": f"{type(e).__name__}: {e}"[:500]})
@@ -327,6 +340,14 @@ def serve(control):
             os.close(req_fd)
             os.close(rep_fd)
         emit({"t": "end"})
+
+
+def _limit_memory(mb):
+    import resource
+    try:
+        resource.setrlimit(resource.RLIMIT_AS, (mb << 20, resource.RLIM_INFINITY))
+    except (ValueError, OSError):
+        pass
 
 
 def _judge(job, compiled_tests, channel, emit):

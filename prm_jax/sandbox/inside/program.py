@@ -242,9 +242,10 @@ def serve(job, req_fd, rep_fd, rundir):
         _exit(0)
     reply(("ready", 0, entries))
     namespace = module.__dict__
+    requests = protocol.FrameReader(req_fd, read=_read)
     while True:
         try:
-            body = protocol.read_frame(req_fd, read=_read)
+            body = requests.next()
         except (protocol.ProtocolError, OSError):
             _exit(0)
         if body is None:
@@ -252,7 +253,7 @@ def serve(job, req_fd, rep_fd, rundir):
         request = protocol.loads(body)
         op, seq = request[0], request[1]
         try:
-            result, mutated = _dispatch(op, request, namespace, handles)
+            result, mutated = _dispatch(op, request, namespace, handles, b"." in body)
         except BaseException as e:
             restore_builtins()
             reply(("raise", seq) + describe(e))
@@ -267,16 +268,27 @@ def serve(job, req_fd, rep_fd, rundir):
         reply(("ok", seq, wire, changed))
 
 
-def _dispatch(op, request, namespace, handles):
-    """Performs one request; returns (result, [(arg index, arg) of mutable args])."""
+def _snapshot(value):
+    try:
+        return protocol.dumps(value)
+    except (ValueError, TypeError):
+        return None
+
+
+def _dispatch(op, request, namespace, handles, may_have_handles):
+    """Performs one request; returns (result, [(arg index, arg) of changed mutable args]).
+
+    `may_have_handles`: the request's bytes contain marshal's Ellipsis code, so its arguments
+    may refer to objects of this process (else they are plain data already)."""
     if op == "call":
         _, _, target, args, kwargs = request
         fn = namespace[target] if isinstance(target, str) else handles.objects[target]
-        args = protocol.check_value(args, handles.resolve)
-        kwargs = protocol.check_value(kwargs, handles.resolve)
+        if may_have_handles:
+            args = protocol.check_value(args, handles.resolve)
+            kwargs = protocol.check_value(kwargs, handles.resolve)
+        before = [(i, a, _snapshot(a)) for i, a in enumerate(args) if type(a) in (list, dict, set)]
         result = fn(*args, **kwargs)
-        mutated = [(i, a) for i, a in enumerate(args) if type(a) in (list, dict, set)]
-        return result, mutated
+        return result, [(i, a) for i, a, snap in before if _snapshot(a) != snap]
     if op == "getattr":
         return getattr(handles.objects[request[2]], request[3]), []
     if op == "state":

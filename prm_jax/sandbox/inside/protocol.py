@@ -73,6 +73,38 @@ def read_frame(fd, limit=MAX_FRAME, read=None):
     return body
 
 
+class FrameReader:
+    """Frames from one fd, read in large chunks (one read() per message in the common case)."""
+
+    def __init__(self, fd, limit=MAX_FRAME, read=None):
+        import os
+        self.fd, self.limit, self.read = fd, limit, read or os.read
+        self.buf = b""
+
+    def _fill(self, n):
+        while len(self.buf) < n:
+            chunk = self.read(self.fd, max(1 << 16, min(n - len(self.buf), 1 << 20)))
+            if not chunk:
+                return False
+            self.buf += chunk
+        return True
+
+    def next(self):
+        """The next frame's body, or None at end of file; ProtocolError if malformed."""
+        if not self._fill(HEADER.size):
+            if self.buf:
+                raise ProtocolError("truncated frame")
+            return None
+        size = HEADER.unpack(self.buf[:HEADER.size])[0]
+        if size > self.limit:
+            raise ProtocolError(f"frame of {size} bytes exceeds the limit of {self.limit}")
+        if not self._fill(HEADER.size + size):
+            raise ProtocolError("truncated frame")
+        body = self.buf[HEADER.size:HEADER.size + size]
+        self.buf = self.buf[HEADER.size + size:]
+        return body
+
+
 def write_frame(fd, body, write=None):
     import os
     write = write or os.write

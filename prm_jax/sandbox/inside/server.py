@@ -22,10 +22,12 @@ import marshal
 import os
 import select
 import signal
+import socket
 import sys
 import time
 
 from . import hygiene, judge, program, protocol
+from . import zygote as zygote_lib
 
 _POLL_S = 0.02          # how often a running run's memory is measured
 _JUDGE_EXTRA_MB = 512    # the judge's own address-space allowance on top of the run's
@@ -45,9 +47,10 @@ def send(fd, obj):
 class Supervisor:
     """Waits for a run to end, enforcing its deadline and its whole-tree memory budget."""
 
-    def __init__(self, deadline, memory_mb, exclude=()):
+    def __init__(self, deadline, memory_mb, sweep_all, pgids, exclude=()):
         self.deadline = deadline
         self.memory_kb = int(memory_mb) * 1024
+        self.sweep_all, self.pgids = sweep_all, set(pgids)
         self.exclude = set(exclude)
         self.timed_out = self.memory_exceeded = False
         self.peak_kb = 0
@@ -58,11 +61,12 @@ class Supervisor:
         if now < self._next_check:
             return False
         self._next_check = now + _POLL_S
-        rss = hygiene.tree_memory_kb(self.exclude)
+        pids = hygiene.run_pids(self.exclude, self.sweep_all, self.pgids)
+        rss = hygiene.tree_memory_kb(pids)
         if rss <= self.memory_kb:
             self.peak_kb = max(self.peak_kb, rss)
             return False
-        pss = hygiene.tree_pss_kb(self.exclude)
+        pss = hygiene.tree_pss_kb(pids)
         self.peak_kb = max(self.peak_kb, pss)
         return pss > self.memory_kb
 
@@ -128,9 +132,9 @@ def _wait(pid):
         return -signal.SIGKILL, 0
 
 
-def _end_run(pids, sweep_all, spare=None):
-    """Kills every process of the run (all but the server and `spare`, the judge); returns
-    ({pid: (status, maxrss KiB)}, clean)."""
+def _end_run(pids, sweep_all, spare=()):
+    """Kills the server's children `pids` and every other process of the run (all but the
+    server and `spare`); returns ({pid: (status, maxrss KiB)}, clean)."""
     statuses = {}
     _collect(pids, statuses)
     for pid in pids:
@@ -209,28 +213,24 @@ class Judge:
     """The worker's judge process, forked once (before any program ran) and kept across runs;
     replaced if a run leaves it stuck or dead."""
 
-    def __init__(self, memory_mb):
-        import socket
+    def __init__(self):
         self.control, theirs = socket.socketpair(socket.AF_UNIX, socket.SOCK_STREAM)
         self.status = None
         self.pid = os.fork()
         if self.pid == 0:
-            _child(lambda: self._body(theirs, memory_mb))
+            _child(lambda: self._body(theirs))
         theirs.close()
 
-    def _body(self, control, memory_mb):
+    def _body(self, control):
         (fd,) = hygiene.keep_fds([control.fileno()])
-        import socket
         control = socket.socket(fileno=fd)
         os.setsid()
         os.chdir("/")
         _redirect("/dev/null", "/dev/null", "/dev/null")
-        hygiene.apply_limits(int(memory_mb) + _JUDGE_EXTRA_MB, resource_infinity(), 0, None)
-        judge.serve(control)
+        judge.serve(control, _JUDGE_EXTRA_MB)
 
     def start(self, job, tests, req_fd, rep_fd):
         """Hands one run to the judge: the pipes' ends, then the job. False if it is gone."""
-        import socket
         try:
             socket.send_fds(self.control, [b"r"], [req_fd, rep_fd])
             protocol.write_frame(self.control.fileno(), marshal.dumps((job, tests)))
@@ -250,38 +250,14 @@ class Judge:
         return self.status
 
 
-def resource_infinity():
-    import resource
-    return resource.RLIM_INFINITY
-
-
 class Program:
-    """A program process forked ahead of its job (off the critical path), holding its ends
-    of fresh request/reply pipes; it waits for the job on its own pipe."""
+    """A program process forked by the zygote ahead of its job (off the critical path); the
+    server holds the request/reply pipes' ends for the judge and the job pipe."""
 
-    def __init__(self, rundir):
+    def __init__(self, zygote, rundir):
         self.rundir = rundir
-        r_req, self.w_req = os.pipe()
-        self.r_rep, w_rep = os.pipe()
-        r_job, self.job_fd = os.pipe()
-        self.pid = os.fork()
-        if self.pid == 0:
-            _child(lambda: self._body(r_req, w_rep, r_job))
-        for fd in (r_req, w_rep, r_job):
-            os.close(fd)
-
-    def _body(self, *fds):
-        req, rep, job_fd = hygiene.keep_fds(fds)
-        os.setsid()
-        os.chdir(self.rundir)
-        hygiene.set_dumpable(True)
-        _redirect("/dev/null", *_output_paths(self.rundir))
-        _std_streams()
-        job = marshal.loads(protocol.read_frame(job_fd))
-        os.close(job_fd)
-        hygiene.apply_limits(job["memory_mb"], job["cpu_s"], job["output_limit_bytes"],
-                             job.get("nproc"))
-        program.serve(job, req, rep, self.rundir)
+        self.status = None
+        self.pid, self.w_req, self.r_rep, self.job_fd = zygote.fork()
 
     def start(self, job):
         """Hands the job over; False if the process is gone (it had run nothing yet)."""
@@ -298,6 +274,40 @@ class Program:
             if fd is not None:
                 os.close(fd)
                 setattr(self, name, None)
+
+    def ended(self, zygote):
+        """(exit status, max rss KiB) if the process has already ended, else None."""
+        if self.status is None:
+            self.status = zygote.status(self.pid, 0)
+        return self.status
+
+    def stop(self, zygote):
+        """Kills the process and its group (idempotent); (exit status, max rss KiB)."""
+        self.close()
+        if self.status is None:
+            for kill in (os.killpg, os.kill):
+                try:
+                    kill(self.pid, signal.SIGKILL)
+                except (ProcessLookupError, PermissionError):
+                    pass
+            self.status = zygote.status(self.pid, 5.0) or (-signal.SIGKILL, 0)
+        return self.status
+
+
+def program_child(rundir):
+    """What a forked program process does before its job arrives, then with it."""
+    def prepare(job_fd, req_fd, rep_fd):
+        req, rep, job_fd = hygiene.keep_fds([req_fd, rep_fd, job_fd])
+        os.setsid()
+        os.chdir(rundir)
+        hygiene.set_dumpable(True)
+        _redirect("/dev/null", *_output_paths(rundir))
+        _std_streams()
+        job = zygote_lib.read_job(job_fd)
+        hygiene.apply_limits(job["memory_mb"], job["cpu_s"], job["output_limit_bytes"],
+                             job.get("nproc"))
+        program.serve(job, req, rep, rundir)
+    return prepare
 
 
 def _output_paths(rundir):
@@ -323,7 +333,7 @@ def _records_complete(buf):
 _END_FRAME = protocol.HEADER.pack(len(b'{"t": "end"}')) + b'{"t": "end"}'
 
 
-def run_assert(job, judge_proc, prog, sweep_all):
+def run_assert(job, judge_proc, prog, zygote, sweep_all):
     """Runs an assert job: the pre-forked program process loads the program while the judge
     runs the tests. Returns (report, judge usable afterwards)."""
     try:
@@ -339,7 +349,8 @@ def run_assert(job, judge_proc, prog, sweep_all):
     prog.close()
     if not started:
         return {"infra_error": "the judge or the pre-forked program process was gone"}, False
-    supervisor = Supervisor(deadline, job["memory_mb"], exclude={judge_proc.pid})
+    supervisor = Supervisor(deadline, job["memory_mb"], sweep_all, (prog.pid,),
+                            exclude={judge_proc.pid})
     report = supervisor.wait(fd=judge_proc.control.fileno(), until=_records_complete)
     records = _parse_records(report)
     judge_ok = bool(records) and records[-1].get("t") == "end"
@@ -347,8 +358,9 @@ def run_assert(job, judge_proc, prog, sweep_all):
     judge_exit = 0
     if not judge_ok:  # overran, or the judge died (killed by the program): end it all now
         judge_exit = judge_proc.stop()
-        statuses, _ = _end_run((prog.pid,), sweep_all)
-    _collect((prog.pid,), statuses)
+        statuses[prog.pid] = prog.stop(zygote)
+    elif prog.ended(zygote) is not None:
+        statuses[prog.pid] = prog.status
     out_path, err_path = _output_paths(prog.rundir)
     output, out_size = _file_tail(out_path, 4096)
     errors, err_size = _file_tail(err_path, 4096)
@@ -362,7 +374,7 @@ def run_assert(job, judge_proc, prog, sweep_all):
 
 
 # ----------------------------------------------------------------------------- io jobs
-def run_io(job, rundir, sweep_all, spare=None):
+def run_io(job, rundir, sweep_all, spare=()):
     results = []
     limit = int(job["output_limit_bytes"])
     main_path = os.path.join(rundir, "main.py")
@@ -386,7 +398,8 @@ def run_io(job, rundir, sweep_all, spare=None):
         pid = os.fork()
         if pid == 0:
             _child(body)
-        supervisor = Supervisor(start + float(job["timeout_s"]), job["memory_mb"])
+        supervisor = Supervisor(start + float(job["timeout_s"]), job["memory_mb"], sweep_all,
+                                (pid,), exclude=spare)
         supervisor.wait(pid=pid)
         statuses, clean = _end_run((pid,), sweep_all, spare=spare)
         exit_code, rss = statuses[pid]
@@ -468,7 +481,9 @@ def main(argv):
     _reset_state(scratch, rundir, private)
     send(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
                      "python": sys.version.split()[0]})
-    judge_proc = prog = None
+    zygote = zygote_lib.Zygote(program_child(rundir))  # before any job: see zygote.py
+    judge_proc = Judge()
+    prog = Program(zygote, rundir)
     while True:
         job = recv(proto_in)
         if job is None:
@@ -478,32 +493,33 @@ def main(argv):
             continue
         started = time.monotonic()
         judge_ok = True
+        spare = {zygote.pid, judge_proc.pid}
         try:
             if job["kind"] == "assert":
-                judge_proc = judge_proc or Judge(job["memory_mb"])
-                prog = prog or Program(rundir)
-                run_pids = (prog.pid,)
-                out, judge_ok = run_assert(job, judge_proc, prog, sweep_all)
+                out, judge_ok = run_assert(job, judge_proc, prog, zygote, sweep_all)
             else:
-                run_pids = ()
-                if prog is not None:
-                    prog.close()
-                    _end_run((prog.pid,), sweep_all, spare=judge_proc and judge_proc.pid)
-                    prog = None
-                out = run_io(job, rundir, sweep_all, spare=judge_proc and judge_proc.pid)
+                prog.stop(zygote)
+                out = run_io(job, rundir, sweep_all, spare)
         except Exception as e:  # the server's own failure: an infrastructure error
             out = {"infra_error": f"{type(e).__name__}: {e}"}
             judge_ok = False
         out["wall_s"] = time.monotonic() - started
+        zygote_alive = zygote.alive()
+        if not zygote_alive:  # killed by the program: this worker ends after the reply
+            out["recycle"] = "the zygote was killed"
         send(proto_out, out)
         # After replying, so that the host scores while this run is torn down. If the run's
-        # state cannot be removed, the server exits: the host replaces it (the verdict sent
-        # stands) and the next job runs on a fresh worker.
-        if not judge_ok and judge_proc is not None:
+        # state cannot be removed or the zygote is gone, the server exits: the host replaces
+        # the worker (the verdict sent stands) and the next job runs on a fresh one.
+        prog.stop(zygote)
+        if not judge_ok:
             judge_proc.stop()
-            judge_proc = None
-        _, clean = _end_run(run_pids, sweep_all, spare=judge_proc and judge_proc.pid)
+            judge_proc = Judge()
+        clean = hygiene.sweep(sweep_all, pgids=(prog.pid,), spare=spare | {judge_proc.pid})
         _reset_state(scratch, rundir, private)
-        if not clean:
+        if not clean or not zygote_alive:
             return
-        prog = Program(rundir) if job["kind"] == "assert" else None
+        try:
+            prog = Program(zygote, rundir)
+        except (ChildProcessError, OSError):
+            return

@@ -103,8 +103,8 @@ class Channel:
         try:
             if tag == "ok" and len(reply) == 4 and type(reply[3]) is tuple:
                 return self.value(reply[2]), self.value(reply[3])
-            if tag == "raise" and len(reply) == 4 and type(reply[2]) is str and type(reply[3]) is str:
-                raise _exception(reply[2][:100], reply[3][:500])
+            if tag == "raise" and len(reply) == 5 and all(type(x) is str for x in reply[2:]):
+                raise _exception(reply[2][:100], reply[3][:500], reply[4][:100])
             if tag == "error" and len(reply) == 3 and type(reply[2]) is str:
                 raise ProgramError("ReturnValueRejected", reply[2][:500])
         except protocol.ProtocolError as e:
@@ -121,10 +121,21 @@ class Channel:
         return Remote(self, hid, type_name, kind)
 
 
-def _exception(type_name, message):
+_DERIVED = {}
+
+
+def _exception(type_name, message, base_name):
+    """The judge-side exception for one the program raised: the builtin type itself, or a
+    class of the same name derived from the program type's nearest builtin base (so tests'
+    `except ValueError` still work); ProgramError for anything else (SystemExit, ...)."""
     cls = _RAISABLE.get(type_name)
     if cls is None:
-        return ProgramError(type_name, message)
+        base = _RAISABLE.get(base_name)
+        if base is None or not type_name.isidentifier():
+            return ProgramError(type_name, message)
+        cls = _DERIVED.get((type_name, base))
+        if cls is None:
+            cls = _DERIVED[(type_name, base)] = type(type_name, (base,), {"__module__": "program"})
     try:
         return cls(message) if message else cls()
     except Exception:

@@ -50,7 +50,8 @@ except MemoryError:
 
 
 def describe(exc):
-    """(type name, message) of an exception raised by program code, defensively."""
+    """(type name, message, name of its nearest builtin exception base) of an exception
+    raised by program code, defensively."""
     try:
         name = type(exc).__name__
         name = name if isinstance(name, str) else "Exception"
@@ -61,7 +62,12 @@ def describe(exc):
         message = message if type(message) is str else ""
     except BaseException:
         message = ""
-    return str.__str__(name)[:100], str.__str__(message)[:MAX_MESSAGE]
+    base = "Exception"
+    for klass in type.__dict__["__mro__"].__get__(type(exc)):
+        if getattr(builtins, klass.__name__, None) is klass:
+            base = klass.__name__
+            break
+    return str.__str__(name)[:100], str.__str__(message)[:MAX_MESSAGE], base
 
 
 def _kind_of_load_error(exc):
@@ -237,7 +243,7 @@ def serve(job, req_fd, rep_fd, rundir):
             kind = _kind_of_load_error(e)
         except BaseException:
             kind = "runtime"
-        name, message = describe(e)
+        name, message, _ = describe(e)
         reply(("load_error", 0, kind, f"{name}: {message}"))
         _exit(0)
     reply(("ready", 0, entries))

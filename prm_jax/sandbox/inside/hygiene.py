@@ -71,10 +71,17 @@ def other_pids(exclude=()):
             if n.isdigit() and int(n) != me and int(n) != 1 and int(n) not in exclude]
 
 
-def same_uid(pid):
+def same_uid(pid, include_zombies=True):
+    """`pid` runs as this uid (and, unless `include_zombies`, has not exited: a zombie can do
+    nothing and is reaped by its parent)."""
     try:
-        return os.stat(f"/proc/{pid}").st_uid == os.getuid()
-    except OSError:
+        if os.stat(f"/proc/{pid}").st_uid != os.getuid():
+            return False
+        if include_zombies:
+            return True
+        with open(f"/proc/{pid}/stat", "rb") as f:
+            return f.read().rsplit(b")", 1)[1].split()[0] != b"Z"
+    except (OSError, IndexError):
         return False
 
 
@@ -102,7 +109,7 @@ def sweep(sweep_all, pgids=(), spare=(), deadline_s=5.0):
                 os.killpg(pgid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        left = [p for p in other_pids(spare) if same_uid(p)] if sweep_all else ()
+        left = [p for p in other_pids(spare) if same_uid(p, False)] if sweep_all else ()
         for pid in left:
             try:
                 os.kill(pid, signal.SIGKILL)

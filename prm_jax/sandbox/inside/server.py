@@ -257,7 +257,7 @@ class Program:
     def __init__(self, zygote, rundir):
         self.rundir = rundir
         self.status = None
-        self.pid, self.w_req, self.r_rep, self.job_fd = zygote.fork()
+        self.pid, self.w_req, self.r_rep, self.job_fd = zygote.collect()
 
     def start(self, job):
         """Hands the job over; False if the process is gone (it had run nothing yet)."""
@@ -281,8 +281,9 @@ class Program:
             self.status = zygote.status(self.pid, 0)
         return self.status
 
-    def stop(self, zygote):
-        """Kills the process and its group (idempotent); (exit status, max rss KiB)."""
+    def stop(self, zygote, wait=True):
+        """Kills the process and its group (idempotent); (exit status, max rss KiB), if
+        `wait`ed for."""
         self.close()
         if self.status is None:
             for kill in (os.killpg, os.kill):
@@ -290,7 +291,8 @@ class Program:
                     kill(self.pid, signal.SIGKILL)
                 except (ProcessLookupError, PermissionError):
                     pass
-            self.status = zygote.status(self.pid, 5.0) or (-signal.SIGKILL, 0)
+            if wait:
+                self.status = zygote.status(self.pid, 5.0) or (-signal.SIGKILL, 0)
         return self.status
 
 
@@ -483,7 +485,8 @@ def main(argv):
                      "python": sys.version.split()[0]})
     zygote = zygote_lib.Zygote(program_child(rundir))  # before any job: see zygote.py
     judge_proc = Judge()
-    prog = Program(zygote, rundir)
+    zygote.request()
+    prog = None
     while True:
         job = recv(proto_in)
         if job is None:
@@ -495,6 +498,7 @@ def main(argv):
         judge_ok = True
         spare = {zygote.pid, judge_proc.pid}
         try:
+            prog = Program(zygote, rundir)
             if job["kind"] == "assert":
                 out, judge_ok = run_assert(job, judge_proc, prog, zygote, sweep_all)
             else:
@@ -511,15 +515,18 @@ def main(argv):
         # After replying, so that the host scores while this run is torn down. If the run's
         # state cannot be removed or the zygote is gone, the server exits: the host replaces
         # the worker (the verdict sent stands) and the next job runs on a fresh one.
-        prog.stop(zygote)
+        if prog is not None:
+            prog.stop(zygote, wait=False)
         if not judge_ok:
             judge_proc.stop()
             judge_proc = Judge()
-        clean = hygiene.sweep(sweep_all, pgids=(prog.pid,), spare=spare | {judge_proc.pid})
+        clean = hygiene.sweep(sweep_all, pgids=(prog.pid,) if prog else (),
+                              spare=spare | {judge_proc.pid})
         _reset_state(scratch, rundir, private)
         if not clean or not zygote_alive:
             return
         try:
-            prog = Program(zygote, rundir)
-        except (ChildProcessError, OSError):
+            zygote.request()
+        except OSError:
             return
+        prog = None

@@ -50,14 +50,19 @@ class Zygote:
             raise ChildProcessError("the zygote has ended")
         message = marshal.loads(data)
         if message[0] == "exit":
+            if len(self.statuses) > 64:  # statuses nobody asked for (programs killed and left)
+                self.statuses.clear()
             self.statuses[message[1]] = (message[2], message[3])
         return message, fds
 
-    def fork(self, timeout=10.0):
-        """(pid, request write fd, reply read fd, job write fd) of a new program process;
-        ChildProcessError if the zygote does not answer."""
+    def request(self):
+        """Asks for a new program process (collected later with `collect`)."""
         self.resume()
         self.sock.send(marshal.dumps(("fork",)))
+
+    def collect(self, timeout=10.0):
+        """(pid, request write fd, reply read fd, job write fd) of the program process asked
+        for; ChildProcessError if the zygote does not answer."""
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             message, fds = self._receive(deadline - time.monotonic())

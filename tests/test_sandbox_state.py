@@ -163,3 +163,27 @@ def test_memory_limit_applies_to_the_run_as_a_whole(pool):
                "time.sleep(2.5)\n" + RIGHT)
     result = pool.run(Job(id="kids", program=program, tests=TESTS))
     assert result.status == "memory", (result.status, result.message)
+
+
+def test_stopping_the_judge_on_the_way_out_does_not_fail_the_next_run(pool):
+    # A background process stops every other process of the sandbox, repeatedly, until the
+    # run is torn down; the next (correct) program must still pass, in normal time.
+    program = RIGHT + """
+import os, signal, time
+if os.fork() == 0:
+    os.setsid()
+    end = time.monotonic() + 3
+    while time.monotonic() < end:
+        for name in os.listdir('/proc'):
+            if name.isdigit() and int(name) != os.getpid():
+                try:
+                    os.kill(int(name), signal.SIGSTOP)
+                except OSError:
+                    pass
+        time.sleep(0.001)
+    os._exit(0)
+time.sleep(0.05)
+"""
+    pool.run(Job(id="stopper", program=program, tests=TESTS))
+    result = pool.run(Job(id="after", program=RIGHT, tests=TESTS))
+    assert result.passed and result.time_s < 2, (result.status, result.message, result.time_s)

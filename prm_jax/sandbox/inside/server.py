@@ -238,6 +238,14 @@ class Judge:
         except OSError:
             return False
 
+    def usable(self):
+        """Alive, and continued in case the run stopped it (SIGSTOP) on its way out."""
+        try:
+            os.kill(self.pid, signal.SIGCONT)
+            return os.waitpid(self.pid, os.WNOHANG) == (0, 0)
+        except (ProcessLookupError, ChildProcessError):
+            return False
+
     def stop(self):
         """Kills the judge (idempotent); returns its exit status."""
         if self.status is None:
@@ -352,7 +360,7 @@ def run_assert(job, judge_proc, prog, zygote, sweep_all):
     if not started:
         return {"infra_error": "the judge or the pre-forked program process was gone"}, False
     supervisor = Supervisor(deadline, job["memory_mb"], sweep_all, (prog.pid,),
-                            exclude={judge_proc.pid})
+                            exclude={judge_proc.pid, zygote.pid})
     report = supervisor.wait(fd=judge_proc.control.fileno(), until=_records_complete)
     records = _parse_records(report)
     judge_ok = bool(records) and records[-1].get("t") == "end"
@@ -517,11 +525,10 @@ def main(argv):
         # the worker (the verdict sent stands) and the next job runs on a fresh one.
         if prog is not None:
             prog.stop(zygote, wait=False)
-        if not judge_ok:
+        clean = hygiene.sweep(sweep_all, pgids=(prog.pid,) if prog else (), spare=spare)
+        if not judge_ok or not judge_proc.usable():
             judge_proc.stop()
             judge_proc = Judge()
-        clean = hygiene.sweep(sweep_all, pgids=(prog.pid,) if prog else (),
-                              spare=spare | {judge_proc.pid})
         _reset_state(scratch, rundir, private)
         if not clean or not zygote_alive:
             return

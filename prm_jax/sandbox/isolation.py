@@ -1,17 +1,21 @@
-"""Which isolation is available here, and the command that starts one sandboxed fork server.
+"""Which isolation is available here, and the command that starts one sandboxed worker.
 
 Levels, strongest first (`detect()` picks the first that starts and answers):
 
   bwrap    bubblewrap: new user, pid, network, ipc and uts namespaces; all capabilities dropped;
-           read-only /usr, a private size-capped tmpfs /tmp, no /home, /root, /etc or project
-           files; `--die-with-parent`, `--new-session`. Started (as root) through `setpriv` as a
-           dedicated unprivileged uid, so RLIMIT_NPROC binds and `kill(-1)` reaches only the
-           sandbox's own processes.
+           the server is pid 1 of its namespace (`--as-pid-1`: signals from runs cannot reach
+           it); `/` and `/dev` read-only, read-only `/usr`; private size-capped tmpfs `/tmp` and
+           `/dev/shm` and a private mqueue, emptied after every run; no /home, /root, /etc or
+           project files; `--die-with-parent`, `--new-session`. Started (as root) through
+           `setpriv` as a dedicated unprivileged uid, so RLIMIT_NPROC binds.
   unshare  util-linux unshare: new user, pid and network namespaces (no network, processes
            contained and killed with the namespace); the filesystem is NOT isolated beyond the
-           unprivileged uid's permissions.
+           unprivileged uid's permissions, and /tmp, /dev/shm and IPC are shared with the host.
   rlimits  resource limits and, as root, a dedicated unprivileged uid only: no network or
            filesystem isolation. Announced loudly; use only for trusted code.
+
+The worker's code is the `inside` package (stdlib only), sent on the command line
+(`server_bootstrap`) because the sandbox sees no project files.
 """
 
 from __future__ import annotations
@@ -152,7 +156,7 @@ def announce(level: str) -> None:
     _announced.add(level)
     message = {
         "bwrap": "sandbox isolation: bubblewrap (user/pid/net/ipc namespaces, no capabilities, "
-                 "read-only /usr, private /tmp, unprivileged uid, rlimits)",
+                 "read-only / and /usr, private /tmp and /dev/shm, unprivileged uid, rlimits)",
         "unshare": "sandbox isolation: unshare (user/pid/net namespaces, rlimits); the filesystem "
                    "is NOT isolated — install bubblewrap for full isolation",
         "rlimits": "sandbox isolation: rlimits only — NO network or filesystem isolation; do not "

@@ -1,7 +1,7 @@
 """The program process: loads the untrusted program and answers the judge's calls.
 
-Assert runs: the server forks this process from its warm interpreter, applies the run's limits
-and calls `serve`. It loads the program as a real module (`__solution__`, registered in
+Assert runs: the zygote forks this process from its warm interpreter (which never saw a job),
+the server hands it the job, the run's limits are applied and `serve` runs. It loads the program as a real module (`__solution__`, registered in
 `sys.modules` and written to `solution.py`, so `multiprocessing` can pickle its functions),
 runs the job's setup in it, sends a manifest of the names it defines and then answers requests
 until the judge is done. It holds only its own ends of two pipes: it reads requests and writes
@@ -16,7 +16,6 @@ joined, `atexit` handlers run, buffers flushed).
 import builtins
 import os
 import sys
-import traceback
 import types
 
 from . import protocol

@@ -2,18 +2,19 @@
 
 The host starts one server per worker (under bubblewrap / unshare / rlimits, as an unprivileged
 uid) and talks to it over stdin/stdout with length-prefixed JSON frames. The server is
-non-dumpable and, under bubblewrap, pid 1 of its pid namespace (signals from the run cannot
-reach it). For each job it:
+non-dumpable and, under bubblewrap, pid 1 of its pid namespace (signals from a run cannot reach
+it). At start-up, before any job, it forks the zygote (`zygote.py`: every program process is
+forked from it) and the judge (`judge.py`: runs the tests of every assert run). Then, per job:
 
-* assert jobs: forks a *judge* (`judge.run`) and a *program* process (`program.serve`) from its
-  warm interpreter, joined by two fresh pipes (requests, replies); the judge alone holds the
-  pipe on which the verdict records come back;
+* assert jobs: hands the job to the program process the zygote forked ahead of time and, with
+  fresh request/reply pipes' ends, to the judge; waits for the judge's records (deadline, and the
+  memory of the run's whole process tree); replies;
 * IO jobs: per input, forks a child that execs a fresh interpreter on the program file (stdin
-  from a file, stdout and stderr to separate size-limited files);
+  from a file, stdout and stderr to separate size-limited files); replies;
 
-then supervises the run (wall-clock deadline, memory of the run's whole process tree), kills and
-reaps every process of the run, and wipes the run directory, /tmp, /dev/shm, message queues
-and SysV IPC objects, so nothing survives into the next run.
+and after replying (while the host scores) kills and reaps every process of the run, continues
+or replaces the judge, and empties the run directory, /tmp, /dev/shm, message queues and SysV
+IPC objects, so nothing survives into the next run.
 """
 
 import gc

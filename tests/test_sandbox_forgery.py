@@ -185,6 +185,10 @@ SHADOWING = [
      "def f(x):\n    return 0.0\n", "assert math.isclose(f(1), 2.5)"),
     ("builtins_module", "import builtins\nbuiltins.abs = lambda x: 0\nbuiltins.len = lambda x: 3\n"
      "def f():\n    return [1]\n", "assert len(f()) == 3 and abs(-1) == 0"),
+    # A wrong entry point that claims to be the stdlib function solving the task is still run
+    # as the program's own code.
+    ("claims_to_be_stdlib", "import math\ndef f(a, b):\n    return 1\nf.__module__ = 'math'\n"
+     "f.__qualname__ = 'gcd'\nmath.gcd = f\n", "assert f(12, 8) == 4"),
     ("operator_eq", "import operator\noperator.eq = lambda a, b: True\ndef f():\n    return 1\n",
      "import operator\nassert operator.eq(f(), 2)"),
 ]

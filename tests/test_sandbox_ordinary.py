@@ -99,6 +99,9 @@ ASSERT = [
      ("assert f() == (b'ab', 1 + 2j, {1, 2}, frozenset({3}), None, True)",)),
     ("big_int_and_float", "def f():\n    return 2 ** 200, 0.1 + 0.2\n",
      ("assert f()[0] == 2 ** 200 and abs(f()[1] - 0.3) < 1e-9",)),
+    ("isinstance_of_program_class", "class P:\n    def __init__(self, x):\n        self.x = x\n"
+     "def f():\n    return P(1)\n", ("assert isinstance(f(), P)", "assert not isinstance(1, P)")),
+    ("stdlib_function_imported", "from math import gcd\n", ("assert gcd(12, 8) == 4",)),
     ("candidate_style", "def add(a, b):\n    return a + b\n",
      ("def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate.__name__ == 'add'\ncheck(add)",)),
 ]

@@ -237,6 +237,14 @@ class Remote:
     def __repr__(self):
         return f"<program {object.__getattribute__(self, '_type_name')} object>"
 
+    def __instancecheck__(self, obj):
+        """`isinstance(x, P)` for a program class P: x is a program object of a type named P."""
+        get = object.__getattribute__
+        if not isinstance(obj, Remote):
+            return False
+        _Test.program_defined = True
+        return get(obj, "_type_name") in (get(self, "__name__"), get(self, "_type_name"))
+
 
 def _untrusted_operation(name):
     def operation(self, *args):

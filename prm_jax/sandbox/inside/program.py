@@ -124,7 +124,11 @@ def _manifest_entry(name, value, handles):
     if isinstance(value, types.ModuleType):
         return ("module", name, getattr(value, "__name__", name))
     module = getattr(value, "__module__", None)
-    if type(module) is str and module != SOLUTION_NAME and _is_stdlib(module):
+    # Only classes, typing constructs and non-callables are rebound to the judge's own copy:
+    # a function the tests call (the entry point above all) always runs as the program's.
+    judge_copy_ok = isinstance(value, type) or module == "typing" or not callable(value)
+    if (judge_copy_ok and type(module) is str and module != SOLUTION_NAME
+            and _is_stdlib(module)):
         attr = getattr(value, "__qualname__", None)
         for candidate in (attr, name):
             if type(candidate) is str and _lookup(sys.modules.get(module), candidate) is value:

@@ -98,7 +98,11 @@ class _Worker:
         body = read_exact(_FRAME.unpack(head)[0])
         if body is None:
             return None
-        return json.loads(body)
+        try:
+            reply = json.loads(body)
+        except ValueError:  # never written by a working server: treat it as a dead one
+            return None
+        return reply if isinstance(reply, dict) else None
 
     def request(self, payload: dict, timeout: float) -> dict:
         data = json.dumps(payload).encode()

@@ -79,7 +79,7 @@ class FrameReader:
     def __init__(self, fd, limit=MAX_FRAME, read=None):
         import os
         self.fd, self.limit, self.read = fd, limit, read or os.read
-        self.buf = b""
+        self.buf = bytearray()
 
     def _fill(self, n):
         while len(self.buf) < n:
@@ -95,13 +95,13 @@ class FrameReader:
             if self.buf:
                 raise ProtocolError("truncated frame")
             return None
-        size = HEADER.unpack(self.buf[:HEADER.size])[0]
+        size = HEADER.unpack_from(self.buf)[0]
         if size > self.limit:
             raise ProtocolError(f"frame of {size} bytes exceeds the limit of {self.limit}")
         if not self._fill(HEADER.size + size):
             raise ProtocolError("truncated frame")
-        body = self.buf[HEADER.size:HEADER.size + size]
-        self.buf = self.buf[HEADER.size + size:]
+        body = bytes(self.buf[HEADER.size:HEADER.size + size])
+        del self.buf[:HEADER.size + size]
         return body
 
 

@@ -240,3 +240,25 @@ def test_wrong_program_after_hostile_ones_still_fails_and_right_one_passes(pool)
     for _ in range(4):  # whichever worker it lands on
         assert pool.run(Job(id="right", program=right, tests=TESTS)).passed
         assert not pool.run(Job(id="wrong", program=WRONG, tests=TESTS)).passed
+
+
+# --------------------------------------------------------------------------- faults tests catch
+CAUGHT = {
+    "exit_in_call": "import os\ndef f(x):\n    os._exit(0)\n",
+    "sys_exit_in_call": "import sys\ndef f(x):\n    sys.exit(0)\n",
+    "keyboard_interrupt": "def f(x):\n    raise KeyboardInterrupt\n",
+    "unsendable_return": "def f(x):\n    y = []\n    for _ in range(5000):\n        y = [y]\n    return y\n",
+    "oversized_return": "def f(x):\n    return 'x' * (70 << 20)\n",
+    "garbage_reply": "import os\ndef f(x):\n    os.write(1001, b'\\x00\\x00\\x00\\x03abc')\n    return 0\n",
+}
+
+
+@pytest.mark.parametrize("name", sorted(CAUGHT))
+@pytest.mark.parametrize("handler", ["except Exception", "except BaseException", "except"])
+def test_faults_a_test_catches_still_fail_it(pool, name, handler):
+    # Tests that expect an exception must not pass because the program died, exited or broke
+    # the protocol in the call they wrap. (With a bare `except`, the test's own `assert False`
+    # would be caught too: these tests pass for any program that answers normally.)
+    test = f"try:\n    f(-1)\n    assert False\n{handler}:\n    pass"
+    result = pool.run(Job(id=name, program=CAUGHT[name], tests=(test,)))
+    assert not result.passed, (name, handler, result.tests)

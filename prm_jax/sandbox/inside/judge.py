@@ -19,9 +19,12 @@ attributes and methods are fetched remotely, iterators (generators) are advanced
 handles compare equal when their type names and public state (as data) are equal, and a
 handle's truth value, ordering or arithmetic is an error. Any test that touches a handle is
 marked as relying on program-defined behaviour. Exceptions come back as type name + message:
-builtin exception types are re-raised as themselves, all others (and SystemExit, ...) as
-`ProgramError`. A malformed, unexpected or oversized reply, or the program process ending,
-fails the call in flight and every later call of the run, with the reason.
+builtin exception types are re-raised as themselves, a program's own exception type as a
+same-named subclass of its nearest builtin base (`except ValueError` works), anything else as
+`ProgramError`. Faults no test may absorb — the program process ending or breaking the protocol
+(malformed, unexpected or oversized replies: the call in flight and every later call of the run
+fail), a return value that cannot be sent, SystemExit/KeyboardInterrupt in a call — are
+`RunFault`s: not `Exception`s, and a test that catches one anyway still fails.
 """
 
 import builtins
@@ -38,16 +41,40 @@ _RAISABLE = {name: obj for name, obj in vars(builtins).items()
              if isinstance(obj, type) and issubclass(obj, Exception)}
 
 
+def _raised(type_name, message):
+    return f"program raised {type_name}: {message}" if message else f"program raised {type_name}"
+
+
 class ProgramError(Exception):
     """An exception raised by program code whose type is not a builtin exception."""
 
     def __init__(self, type_name, message):
-        super().__init__(f"{type_name}: {message}" if message else type_name)
+        super().__init__(_raised(type_name, message))
         self.type_name = type_name
 
 
-class ProgramGone(Exception):
+class RunFault(BaseException):
+    """Something no test may absorb: the test fails even if it catches this (tests' `except
+    Exception` cannot see it, and a bare `except` is overruled by `_Test.fault`)."""
+
+    def __init__(self, message):
+        super().__init__(message)
+        _Test.fault = _Test.fault or self
+
+
+class ProgramGone(RunFault):
     """The program process ended, or broke the protocol: no further call can be answered."""
+
+
+class ReplyRejected(RunFault):
+    """The program's return value could not be sent (too large, too deep, self-containing)."""
+
+
+class ProgramExit(RunFault):
+    """The program raised SystemExit/KeyboardInterrupt/GeneratorExit in a call."""
+
+    def __init__(self, type_name, message):
+        super().__init__(_raised(type_name, message))
 
 
 class Untrusted(TypeError):
@@ -58,6 +85,7 @@ class Untrusted(TypeError):
 class _Test:
     """Per-test flags set while a test runs."""
     program_defined = False
+    fault = None
 
 
 class Channel:
@@ -106,7 +134,7 @@ class Channel:
             if tag == "raise" and len(reply) == 5 and all(type(x) is str for x in reply[2:]):
                 raise _exception(reply[2][:100], reply[3][:500], reply[4][:100])
             if tag == "error" and len(reply) == 3 and type(reply[2]) is str:
-                raise ProgramError("ReturnValueRejected", reply[2][:500])
+                raise ReplyRejected(f"the program's return value was rejected: {reply[2][:500]}")
         except protocol.ProtocolError as e:
             self.broken = f"malformed reply ({e})"
             raise ProgramGone(self.broken) from None
@@ -128,6 +156,9 @@ def _exception(type_name, message, base_name):
     """The judge-side exception for one the program raised: the builtin type itself, or a
     class of the same name derived from the program type's nearest builtin base (so tests'
     `except ValueError` still work); ProgramError for anything else (SystemExit, ...)."""
+    if type_name in ("SystemExit", "KeyboardInterrupt", "GeneratorExit") or base_name in (
+            "SystemExit", "KeyboardInterrupt", "GeneratorExit", "BaseException"):
+        return ProgramExit(type_name, message)
     cls = _RAISABLE.get(type_name)
     if cls is None:
         base = _RAISABLE.get(base_name)
@@ -301,7 +332,7 @@ def failure_kind(exc):
         return "assertion"
     if isinstance(exc, Untrusted):
         return "untrusted"
-    if isinstance(exc, ProgramError) and exc.type_name in ("SystemExit", "KeyboardInterrupt"):
+    if isinstance(exc, ProgramExit):
         return "exit"
     return protocol.exception_kind(exc)
 
@@ -403,20 +434,24 @@ def _judge(job, compiled_tests, channel, emit):
     sys.setrecursionlimit(max(sys.getrecursionlimit(), 10_000))
     for i, code in enumerate(compiled_tests):
         t0 = time.perf_counter()
-        _Test.program_defined = False
+        _Test.program_defined, _Test.fault = False, None
         try:
             exec(code, dict(namespace))
+            error = _Test.fault  # a fault the test caught still fails it
+        except BaseException as e:
+            error = _Test.fault or e  # the root cause, if the test turned it into another error
+        if error is None:
             emit({"t": "test", "i": i, "ok": True, "s": time.perf_counter() - t0,
                   "pd": _Test.program_defined})
-        except BaseException as e:
-            msg = f"{type(e).__name__}: {e}"[:500]
-            if isinstance(e, ProgramError):
-                msg = f"program raised {e}"[:500]
-            line = failing_line(e, code.co_filename, job["tests"][i])
-            if line:
-                msg = f"{msg} at: {line}"[:700]
-            emit({"t": "test", "i": i, "ok": False, "kind": failure_kind(e), "msg": msg,
-                  "s": time.perf_counter() - t0, "pd": _Test.program_defined})
-            if job.get("stop_on_first_failure"):
-                break
+            continue
+        msg = f"{type(error).__name__}: {error}"[:500]
+        if isinstance(error, (ProgramError, RunFault)):
+            msg = str(error)[:500]
+        line = failing_line(error, code.co_filename, job["tests"][i])
+        if line:
+            msg = f"{msg} at: {line}"[:700]
+        emit({"t": "test", "i": i, "ok": False, "kind": failure_kind(error), "msg": msg,
+              "s": time.perf_counter() - t0, "pd": _Test.program_defined})
+        if job.get("stop_on_first_failure"):
+            break
     emit({"t": "done"})

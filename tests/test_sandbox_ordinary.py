@@ -102,6 +102,13 @@ ASSERT = [
     ("isinstance_of_program_class", "class P:\n    def __init__(self, x):\n        self.x = x\n"
      "def f():\n    return P(1)\n", ("assert isinstance(f(), P)", "assert not isinstance(1, P)")),
     ("stdlib_function_imported", "from math import gcd\n", ("assert gcd(12, 8) == 4",)),
+    ("dict_views_and_iterators", "def keys(d):\n    return d.keys()\ndef pairs(d):\n    return d.items()\n"
+     "def total(xs):\n    return sum(xs)\ndef evens(n):\n    return filter(lambda x: x % 2 == 0, range(n))\n",
+     ("assert list(keys({'a': 1, 'b': 2})) == ['a', 'b']", "assert set(pairs({'a': 1})) == {('a', 1)}",
+      "assert total(x * x for x in range(4)) == 14", "assert total({'a': 1}.values()) == 1",
+      "assert sorted(evens(6)) == [0, 2, 4]")),
+    ("private_state_compared", "class S:\n    def __init__(self, n):\n        self._n = n\n"
+     "def f():\n    return S(1)\n", ("assert f() == S(1)", "assert f() != S(2)")),
     ("candidate_style", "def add(a, b):\n    return a + b\n",
      ("def check(candidate):\n    assert candidate(1, 2) == 3\n    assert candidate.__name__ == 'add'\ncheck(add)",)),
 ]

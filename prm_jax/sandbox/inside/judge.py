@@ -36,6 +36,7 @@ import time
 from . import protocol
 
 _BUILTIN_NAMES = frozenset(dir(builtins))
+_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
 _FLUSH_S = 0.05
 _RAISABLE = {name: obj for name, obj in vars(builtins).items()
              if isinstance(obj, type) and issubclass(obj, Exception)}
@@ -178,6 +179,8 @@ def _to_wire_arg(value):
         if isinstance(obj, Remote):
             return (Ellipsis, object.__getattribute__(obj, "_hid"),
                     object.__getattribute__(obj, "_type_name"), "object")
+        if hasattr(type(obj), "__next__") or type(obj) in _DICT_VIEWS:
+            return protocol.to_wire(list(obj), register)  # iterators cross as their items
         raise TypeError(f"a test cannot pass a {type(obj).__name__} to the program "
                         "(only builtin data and the program's own objects cross)")
     return protocol.to_wire(value, register)

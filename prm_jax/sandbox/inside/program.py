@@ -75,6 +75,9 @@ def _kind_of_load_error(exc):
     return protocol.exception_kind(exc)
 
 
+_DICT_VIEWS = (type({}.keys()), type({}.values()), type({}.items()))
+
+
 class _Handles:
     """Objects that stay in this process, referred to by the judge with integer ids."""
 
@@ -84,6 +87,8 @@ class _Handles:
         self.by_id = {}
 
     def register(self, obj):
+        if type(obj) in _DICT_VIEWS:  # iterated (list(), sorted(), set()) by tests: an iterator
+            obj = iter(obj)
         key = id(obj)
         hid = self.by_id.get(key)
         if hid is None:
@@ -170,7 +175,8 @@ def manifest(namespace, handles, skip):
 
 
 def _public_state(obj):
-    """What the judge compares program-defined objects by: their public attributes."""
+    """What the judge compares program-defined objects by: their instance attributes (all but
+    dunder names), from `__dict__` and `__slots__`."""
     try:
         attrs = dict(object.__getattribute__(obj, "__dict__"))
     except (AttributeError, TypeError):
@@ -182,7 +188,8 @@ def _public_state(obj):
                     attrs[slot] = getattr(obj, slot)
                 except AttributeError:
                     pass
-    return {k: v for k, v in attrs.items() if isinstance(k, str) and not k.startswith("_")}
+    return {k: v for k, v in attrs.items()
+            if isinstance(k, str) and not (k.startswith("__") and k.endswith("__"))}
 
 
 def _builtins_restorer():

@@ -60,7 +60,7 @@ class Job:
     # timeout; wrong outputs are only judged on the host, after all inputs ran).
     stop_on_first_failure: bool = False
     # Kept for compatibility; no effect. Program-defined objects never reach the tests' code:
-    # they are compared by type name and public state, and such tests are marked
+    # they are compared by type name and instance attributes, and such tests are marked
     # `TestResult.program_defined`.
     strict: bool = True
 
@@ -96,8 +96,8 @@ class TestResult:
     error: str = ""
     message: str = ""
     time_s: float = 0.0
-    # The test touched a program-defined object (compared by type name and public state, or
-    # used its methods): its verdict relies on program-defined behaviour.
+    # The test touched a program-defined object (compared by type name and instance
+    # attributes, or used its methods): its verdict relies on program-defined behaviour.
     program_defined: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -16,7 +16,7 @@ Names of builtins are never bound to the program's objects.
 
 Objects that cannot cross as data stay in the program and are represented by a `Remote` handle:
 attributes and methods are fetched remotely, iterators (generators) are advanced remotely, two
-handles compare equal when their type names and public state (as data) are equal, and a
+handles compare equal when their type names and instance attributes (as data) are equal, and a
 handle's truth value, ordering or arithmetic is an error. Any test that touches a handle is
 marked as relying on program-defined behaviour. Exceptions come back as type name + message:
 builtin exception types are re-raised as themselves, a program's own exception type as a

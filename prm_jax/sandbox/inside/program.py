@@ -174,7 +174,7 @@ def manifest(namespace, handles, skip):
     return tuple(entries)
 
 
-def _public_state(obj):
+def _state(obj):
     """What the judge compares program-defined objects by: their instance attributes (all but
     dunder names), from `__dict__` and `__slots__`."""
     try:
@@ -309,7 +309,7 @@ def _dispatch(op, request, namespace, handles, may_have_handles):
         return getattr(handles.objects[request[2]], request[3]), []
     if op == "state":
         obj = handles.objects[request[2]]
-        return _public_state(obj), []
+        return _state(obj), []
     if op == "next":
         return next(handles.objects[request[2]]), []
     if op == "global":

@@ -103,6 +103,7 @@ def sweep(sweep_all, pgids=(), spare=(), deadline_s=5.0):
     are killed.
     """
     end = time.monotonic() + deadline_s
+    pause = 0.00005  # processes just sent SIGKILL are usually gone within microseconds
     while True:
         for pgid in pgids:
             try:
@@ -120,7 +121,8 @@ def sweep(sweep_all, pgids=(), spare=(), deadline_s=5.0):
             return True
         if time.monotonic() > end:
             return False
-        time.sleep(0.001)
+        time.sleep(pause)
+        pause = min(pause * 2, 0.002)
 
 
 def run_pids(exclude, sweep_all, pgids):

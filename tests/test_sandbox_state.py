@@ -187,3 +187,13 @@ time.sleep(0.05)
     pool.run(Job(id="stopper", program=program, tests=TESTS))
     result = pool.run(Job(id="after", program=RIGHT, tests=TESTS))
     assert result.passed and result.time_s < 2, (result.status, result.message, result.time_s)
+
+
+def test_io_program_damaging_its_directory_between_inputs_is_an_ordinary_failure(pool):
+    program = ("import os, sys\nn = int(input())\nprint(n * 2)\nsys.stdout.flush()\n"
+               "os.chmod('.', 0)\ntry:\n    open('/tmp/fill', 'wb').write(b'x' * (80 << 20))\n"
+               "except OSError:\n    pass\n")
+    result = pool.run(Job(id="io_damage", program=program,
+                          io=(("1", "2"), ("2", "4"), ("3", "7"))))
+    assert result.scorable and result.status != "infrastructure_error", result.message
+    assert [t.passed for t in result.tests] == [True, True, False], result.tests

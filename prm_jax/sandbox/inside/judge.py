@@ -296,6 +296,18 @@ for _name in ("lt", "le", "gt", "ge", "len", "contains", "getitem", "index", "in
 del _name
 
 
+# Standard-library modules whose import does something (opens a browser, prints, needs a
+# display): never imported on a program's say-so.
+_NO_IMPORT = frozenset({"antigravity", "this", "__hello__", "__phello__", "idlelib", "turtle",
+                        "turtledemo", "tkinter", "ensurepip", "venv", "pydoc_data", "lib2to3"})
+
+
+def _importable(name):
+    """The judge imports only standard-library modules, without import-time effects."""
+    top = name.partition(".")[0]
+    return top in sys.stdlib_module_names and top not in _NO_IMPORT
+
+
 def bind_manifest(entries, channel, namespace):
     """Binds the program's names in the tests' namespace (see the module docstring)."""
     import importlib
@@ -316,14 +328,15 @@ def bind_manifest(entries, channel, namespace):
             module_name = extra if kind == "module" else extra[0] if type(extra) is tuple else None
             if type(module_name) is not str:
                 raise protocol.ProtocolError("malformed manifest entry")
+            if kind == "import" and (len(extra) != 2 or type(extra[1]) is not str):
+                raise protocol.ProtocolError("malformed manifest entry")
+            if not _importable(module_name):
+                continue
             try:
                 obj = importlib.import_module(module_name)
-                if kind == "import":
-                    if len(extra) != 2 or type(extra[1]) is not str:
-                        raise protocol.ProtocolError("malformed manifest entry")
-                    for part in extra[1].split("."):
-                        obj = getattr(obj, part)
-            except (ImportError, AttributeError, ValueError, TypeError):
+                for part in extra[1].split(".") if kind == "import" else ():
+                    obj = getattr(obj, part)
+            except (Exception, SystemExit):  # not importable here: the name stays unbound
                 continue
             namespace[name] = obj
         else:

@@ -385,25 +385,45 @@ def run_assert(job, judge_proc, prog, zygote, sweep_all):
 
 
 # ----------------------------------------------------------------------------- io jobs
+def _memfd(name, data=b""):
+    """An anonymous in-memory file: no directory the program could fill or chmod holds it."""
+    fd = os.memfd_create(name)
+    while data:
+        data = data[os.write(fd, data):]
+    os.lseek(fd, 0, os.SEEK_SET)
+    return fd
+
+
+def _memfd_tail(fd, limit):
+    size = os.fstat(fd).st_size
+    os.lseek(fd, 0, os.SEEK_SET)
+    data = os.read(fd, limit + 1) if size else b""
+    return data[:limit].decode("utf-8", "replace"), size
+
+
 def run_io(job, rundir, sweep_all, spare=()):
+    """Each input in a fresh interpreter; stdin, stdout and stderr are in-memory files."""
     results = []
     limit = int(job["output_limit_bytes"])
     main_path = os.path.join(rundir, "main.py")
     with open(main_path, "w", encoding="utf-8", errors="surrogateescape") as f:
         f.write(job["program"])
     for i, stdin in enumerate(job["inputs"]):
-        in_path = os.path.join(rundir, f"in{i}.txt")
-        out_path, err_path = os.path.join(rundir, f"out{i}.txt"), os.path.join(rundir, f"err{i}.txt")
-        with open(in_path, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(stdin)
+        try:
+            os.chmod(rundir, 0o700)  # in case the previous input's run took it away
+        except OSError:
+            pass
+        fds = (_memfd("stdin", stdin.encode("utf-8", "surrogateescape")), _memfd("stdout"),
+               _memfd("stderr"))
         start = time.monotonic()
 
         def body():
             os.setsid()
+            for target, fd in enumerate(fds):
+                os.dup2(fd, target)
+            os.closerange(3, 1 << 16)
             os.chdir(rundir)
             hygiene.apply_limits(job["memory_mb"], job["cpu_s"], limit, job.get("nproc"))
-            _redirect(in_path, out_path, err_path)
-            os.closerange(3, 1 << 16)
             os.execv(sys.executable, [sys.executable, "-I", "-c", program.LAUNCHER, main_path])
 
         pid = os.fork()
@@ -416,8 +436,10 @@ def run_io(job, rundir, sweep_all, spare=()):
         exit_code, rss = statuses[pid]
         if supervisor.timed_out:
             exit_code = None
-        stdout, out_size = _file_tail(out_path, limit)
-        stderr, err_size = _file_tail(err_path, 4096)
+        stdout, out_size = _memfd_tail(fds[1], limit)
+        stderr, err_size = _memfd_tail(fds[2], 4096)
+        for fd in fds:
+            os.close(fd)
         results.append({"i": i, "exit": exit_code, "timeout": supervisor.timed_out,
                         "memory_exceeded": supervisor.memory_exceeded, "stdout": stdout,
                         "stderr": stderr[-2048:], "output_limited": max(out_size, err_size) >= limit,

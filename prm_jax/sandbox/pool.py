@@ -283,7 +283,13 @@ class SandboxPool:
     def _acquire(self) -> tuple[int, "_Worker | None"]:
         slot = self._free.get()
         with self._lock:
-            return slot, self._live.get(slot)
+            worker = self._live.get(slot)
+        if worker is not None and worker.proc.poll() is not None:
+            # The server ended after its last reply (e.g. a run killed its zygote): replace it
+            # now; this is not an attempt of the next job.
+            self._discard(slot)
+            worker = None
+        return slot, worker
 
     def _start(self, slot: int) -> _Worker:
         worker = _Worker(self.level, self._uid(slot))
@@ -400,6 +406,13 @@ class SandboxPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def prune(self) -> None:
+        """Reaps idle workers whose server has ended; they are restarted when next used."""
+        with self._lock:
+            ended = [slot for slot, w in self._live.items() if w.proc.poll() is not None]
+        for slot in ended:
+            self._discard(slot)
 
     def worker_pids(self) -> list[int]:
         with self._lock:

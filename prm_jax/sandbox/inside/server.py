@@ -9,8 +9,8 @@ forked from it) and the judge (`judge.py`: runs the tests of every assert run). 
 * assert jobs: hands the job to the program process the zygote forked ahead of time and, with
   fresh request/reply pipes' ends, to the judge; waits for the judge's records (deadline, and the
   memory of the run's whole process tree); replies;
-* IO jobs: per input, forks a child that execs a fresh interpreter on the program file (stdin
-  from a file, stdout and stderr to separate size-limited files); replies;
+* IO jobs: per input, forks a child that execs a fresh interpreter on the program file (stdin,
+  stdout and stderr are in-memory files, the outputs size-limited); replies;
 
 and after replying (while the host scores) kills and reaps every process of the run, continues
 or replaces the judge, and empties the run directory, /tmp, /dev/shm, message queues and SysV
@@ -553,7 +553,7 @@ def main(argv):
             judge_proc.stop()
             judge_proc = Judge()
         _reset_state(scratch, rundir, private)
-        if not clean or not zygote_alive:
+        if not clean or not zygote_alive or not zygote.alive():
             return
         try:
             zygote.request()

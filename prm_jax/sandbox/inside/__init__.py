@@ -7,5 +7,6 @@ The host sends these modules' sources to each sandboxed worker, which loads them
   hygiene   per-run limits, killing leftovers, wiping per-run state
   program   the program process: loads the program, answers the judge's calls; IO runs
   judge     the judge process: runs the tests, never the program
-  server    the warm fork server that starts one judge + program pair per run
+  zygote    the process program processes are forked from (it never sees a job)
+  server    the warm fork server: starts the judge and zygote, supervises and cleans up runs
 """

@@ -96,8 +96,8 @@ class TestResult:
     error: str = ""
     message: str = ""
     time_s: float = 0.0
-    # The test touched a program-defined object (compared by type name and instance
-    # attributes, or used its methods): its verdict relies on program-defined behaviour.
+    # The test compared program-defined objects (by type name and instance attributes) or
+    # checked their type: its verdict relies on program-defined behaviour.
     program_defined: bool = False
 
     def to_dict(self) -> dict[str, Any]:

@@ -17,9 +17,11 @@ Names of builtins are never bound to the program's objects.
 Objects that cannot cross as data stay in the program and are represented by a `Remote` handle:
 attributes and methods are fetched remotely, iterators (generators) are advanced remotely, two
 handles compare equal when their type names and instance attributes (as data) are equal, and a
-handle's truth value, ordering or arithmetic is an error. Any test that touches a handle is
-marked as relying on program-defined behaviour. Exceptions come back as type name + message:
-builtin exception types are re-raised as themselves, a program's own exception type as a
+handle's truth value, ordering or arithmetic is an error. A test that compares handles or
+checks their type is marked as relying on program-defined behaviour (values obtained through
+handles, e.g. `obj.method()` results, are plain data like any other).
+
+Exceptions come back as type name + message: builtin exception types are re-raised as themselves, a program's own exception type as a
 same-named subclass of its nearest builtin base (`except ValueError` works), anything else as
 `ProgramError`. Faults no test may absorb — the program process ending or breaking the protocol
 (malformed, unexpected or oversized replies: the call in flight and every later call of the run
@@ -146,7 +148,6 @@ class Channel:
         return protocol.check_value(data, self.handle)
 
     def handle(self, hid, type_name, kind):
-        _Test.program_defined = True
         return Remote(self, hid, type_name, kind)
 
 
@@ -211,8 +212,6 @@ class Remote:
 
     def __call__(self, *args, **kwargs):
         channel = object.__getattribute__(self, "_channel")
-        if object.__getattribute__(self, "_kind") in ("object", "iterator"):
-            _Test.program_defined = True
         wire_args, wire_kwargs = _to_wire_arg(args), _to_wire_arg(kwargs)
         result, changed = channel.request("call", object.__getattribute__(self, "_hid"),
                                           wire_args, wire_kwargs)
@@ -222,7 +221,6 @@ class Remote:
     def __getattr__(self, name):
         if name.startswith("__"):
             raise AttributeError(name)
-        _Test.program_defined = True
         channel = object.__getattribute__(self, "_channel")
         return channel.request("getattr", object.__getattribute__(self, "_hid"), name)[0]
 
@@ -261,7 +259,6 @@ class Remote:
         return self
 
     def __next__(self):
-        _Test.program_defined = True
         channel = object.__getattribute__(self, "_channel")
         try:
             return channel.request("next", object.__getattribute__(self, "_hid"))[0]

@@ -168,6 +168,8 @@ def _exception(type_name, message, base_name):
             return ProgramError(type_name, message)
         cls = _DERIVED.get((type_name, base))
         if cls is None:
+            if len(_DERIVED) > 512:  # the judge outlives runs: programs cannot grow it unbounded
+                _DERIVED.clear()
             cls = _DERIVED[(type_name, base)] = type(type_name, (base,), {"__module__": "program"})
     try:
         return cls(message) if message else cls()

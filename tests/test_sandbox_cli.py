@@ -72,3 +72,48 @@ def test_cli_does_not_overwrite_results(tmp_path):
     assert (tmp_path / "out.jsonl").read_text() == "precious\n"
     proc = _cli("--in", str(tmp_path / "missing.jsonl"), "--out", str(tmp_path / "o2.jsonl"))
     assert proc.returncode == 2 and "does not exist" in proc.stderr
+
+
+@pytest.mark.parametrize("make_args, message", [
+    (lambda d: ["--in", str(d), "--out", str(d / "o.jsonl")], "is not a file"),
+    (lambda d: ["--in", str(d / "missing.jsonl"), "--out", str(d / "o.jsonl")], "does not exist"),
+    (lambda d: ["--in", str(d / "runs.jsonl"), "--out", str(d / "nope" / "o.jsonl")],
+     "folder of --out"),
+    (lambda d: ["--in", str(d / "runs.jsonl"), "--out", str(d), "--overwrite"], "is a directory"),
+    (lambda d: ["--in", str(d / "runs.jsonl"), "--out", str(d / "o.jsonl"), "--workers", "0"],
+     "--workers must be at least 1"),
+])
+def test_cli_argument_errors_are_one_line(tmp_path, make_args, message):
+    # The slow row would take seconds: the error must come before any job runs.
+    _write(tmp_path / "runs.jsonl", [{"id": "slow", "program": "import time\ntime.sleep(5)",
+                                      "tests": ["assert True"]}])
+    proc = _cli(*make_args(tmp_path))
+    assert proc.returncode != 0
+    assert message in proc.stderr, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
+
+
+def test_cli_rejects_tests_that_skip_their_asserts(tmp_path):
+    _write(tmp_path / "runs.jsonl", [
+        {"id": "a", "program": "def f():\n    return 1\n", "tests": ["assert f() == 1"]},
+        {"id": "b", "program": "def f():\n    return 2\n", "tests": ["assert f() == 2", "return"]}])
+    proc = _cli("--in", str(tmp_path / "runs.jsonl"), "--out", str(tmp_path / "o.jsonl"))
+    assert proc.returncode == 2
+    assert "runs.jsonl:2" in proc.stderr and "test 1" in proc.stderr, proc.stderr
+    assert not (tmp_path / "o.jsonl").exists()
+
+
+def test_cli_survives_programs_that_forge_records(tmp_path):
+    forger = ("import os\nfor fd in range(3, 1100):\n    try:\n        os.write(fd, b'\\x00\\x00\\x00\\x05xxxxx')\n"
+              "    except OSError:\n        pass\ndef f():\n    return 1\n")
+    _write(tmp_path / "runs.jsonl", [
+        {"id": "forger", "program": forger, "tests": ["assert f() == 2"]},
+        {"id": "io", "program": "print(2_000_000)", "io": [{"input": "", "output": "2000000"}]},
+        {"id": "ok", "program": "def f():\n    return 2\n", "tests": ["assert f() == 2"]}])
+    proc = _cli("--in", str(tmp_path / "runs.jsonl"), "--out", str(tmp_path / "o.jsonl"))
+    assert proc.returncode == 0, proc.stderr
+    out = {r["id"]: r for r in map(json.loads, (tmp_path / "o.jsonl").read_text().splitlines())}
+    assert not out["forger"]["passed"] and out["forger"]["status"] != "infrastructure_error"
+    assert out["io"]["status"] == "passed"  # print(2_000_000) prints 2000000
+    assert out["ok"]["passed"]

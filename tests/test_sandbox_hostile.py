@@ -41,17 +41,20 @@ def _uid_processes(p):
 
 
 def _assert_clean(pool):
-    """Only the workers' own processes (outer bwrap, namespace init, server) remain."""
+    """Only the workers' own processes remain: outer bwrap, the server (pid 1 of the
+    namespace), the zygote, the judge and the next run's pre-forked program process."""
     if os.geteuid() != 0:
         return
     deadline = time.monotonic() + 3
     while True:
+        # A server may end right after replying (a run killed its zygote); the pool reaps it.
+        pool.prune()
         procs = _uid_processes(pool)
-        if len(procs) <= 3 * pool.num_workers:
+        if len(procs) <= 5 * pool.num_workers and not _zombie_children():
             break
-        assert time.monotonic() < deadline, f"leftover processes: {len(procs)}"
+        assert time.monotonic() < deadline, (f"leftover processes: {len(procs)}, unreaped "
+                                             f"children of the test process: {_zombie_children()}")
         time.sleep(0.05)
-    assert not _zombie_children(), "unreaped children of the test process"
 
 
 def _zombie_children():
@@ -135,8 +138,9 @@ CASES = [
     ("print_fake_markers", ADD.replace("a + b", "a - b") + "print('{\"t\": \"done\"}')\n"
      "print('ALL TESTS PASSED')\n", ADD_TESTS, {"failed"}),
     ("fake_records_to_every_fd", FAKE_RECORDS, WRONG_TESTS, {"runtime_error"}),
-    ("kill_parent", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + ADD, ADD_TESTS,
-     {"runtime_error"}),
+    # Under bubblewrap the parent is the server, pid 1 of the namespace: the signal is ignored.
+    ("kill_parent", "import os, signal\nos.kill(os.getppid(), signal.SIGKILL)\n" + ADD, WRONG_TESTS,
+     {"runtime_error", "failed"}),
     ("kill_everything", "import os, signal\nos.kill(-1, signal.SIGKILL)\n" + ADD, ADD_TESTS,
      {"runtime_error"}),
     ("stop_parent", "import os, signal\nos.kill(os.getppid(), signal.SIGSTOP)\nimport time\n"
@@ -257,12 +261,13 @@ def test_io_programs_are_contained(pool):
         ("while True:\n    pass\n", "timeout"),
         ("while True:\n    print('x' * 100)\n", "output_limit"),
         ("x = bytearray(2 * 1024 ** 3)\n", "memory"),
-        ("import os\nos.kill(os.getppid(), 9)\n", "runtime_error"),
+        ("import os\nos.kill(os.getppid(), 9)\n", ("runtime_error", "failed")),
         ("print(int(input()) * 2, '  ')\n\n", "passed"),
     ]
     for program, status in cases:
         result = pool.run(Job(id="io", program=program, io=(("21\n", "42\n"),), timeout_s=1.5))
-        assert result.status == status, (program, result.status, result.message)
+        assert result.status in ((status,) if isinstance(status, str) else status), (
+            program, result.status, result.message)
         _assert_clean(pool)
 
 

@@ -38,7 +38,7 @@ def test_thousands_of_runs_leak_nothing():
         if os.geteuid() == 0:
             uids = {pool._uid(i) for i in range(pool.num_workers)}
             owned = [p for p in os.listdir("/proc") if p.isdigit() and _uid(p) in uids]
-            assert len(owned) <= 3 * pool.num_workers
+            assert len(owned) <= 5 * pool.num_workers  # bwrap, server, zygote, judge, next program
 
 
 def _uid(pid):

@@ -7,7 +7,11 @@ Input rows: {"id": str, "program": str, and either "tests": [assert statements..
 Output rows, in input order: {"id", "passed", "status", "num_passed", "num_tests", "message",
 "time_s", "attempts", "tests": [{"index", "passed", "error", "message", "time_s"}], ...}.
 Every row is validated before anything runs; a malformed row is an error naming its line and
-field. Results go to `<out>.partial` and are renamed to `<out>` only when complete.
+field, and a test that does not compile (or could skip its asserts: a top-level `return`,
+`yield` or `break`) names its line and test. The output location is checked before any job runs;
+results go to `<out>.partial` and are renamed to `<out>` only when complete, and an existing
+`<out>` is never replaced without `--overwrite`. Every error is one line on stderr and a
+non-zero exit status.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ import os
 import sys
 import time
 
+from prm_jax.sandbox.isolation import SandboxUnavailable
 from prm_jax.sandbox.pool import SandboxPool, validate_job
 from prm_jax.sandbox.types import Job, Limits
 
@@ -73,8 +78,10 @@ def parse_row(row, path: str, line_no: int, stop_on_first_failure: bool, strict:
 def read_jobs(path: str, stop_on_first_failure: bool = False, strict: bool = True) -> list[Job]:
     if not os.path.exists(path):
         raise InputError(f"input file {path} does not exist")
+    if not os.path.isfile(path):
+        raise InputError(f"input {path} is not a file")
     jobs, seen = [], set()
-    with open(path) as f:
+    with open(path, encoding="utf-8") as f:
         for line_no, line in enumerate(f, 1):
             if not line.strip():
                 continue
@@ -88,6 +95,19 @@ def read_jobs(path: str, stop_on_first_failure: bool = False, strict: bool = Tru
             seen.add(job.id)
             jobs.append(job)
     return jobs
+
+
+def check_output(path: str, overwrite: bool) -> None:
+    """The output location is usable (checked before any job runs)."""
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise InputError(f"--out {path} is a directory; give a file path")
+    if not os.path.isdir(folder):
+        raise InputError(f"the folder of --out {path} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise InputError(f"the folder of --out {path} is not writable")
+    if os.path.exists(path) and not overwrite:
+        raise InputError(f"{path} exists; pass --overwrite to replace it")
 
 
 def main(argv=None) -> int:
@@ -104,26 +124,34 @@ def main(argv=None) -> int:
     parser.add_argument("--isolation", default="auto", choices=["auto", "bwrap", "unshare", "rlimits"])
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
-    if os.path.exists(args.out) and not args.overwrite:
-        print(f"error: {args.out} exists; pass --overwrite to replace it", file=sys.stderr)
-        return 2
     try:
+        check_output(args.out, args.overwrite)
+        if args.workers is not None and args.workers < 1:
+            raise InputError(f"--workers must be at least 1, got {args.workers}")
         jobs = read_jobs(args.inp, args.stop_on_first_failure, not args.no_strict)
         limits = Limits(timeout_s=args.timeout_s, memory_mb=args.memory_mb,
                         output_limit_bytes=args.output_limit_bytes)
-    except (InputError, ValueError) as e:
+    except (InputError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     partial = args.out + ".partial"
     start = time.monotonic()
     counts: dict[str, int] = {}
-    with SandboxPool(workers=args.workers, limits=limits, isolation_level=args.isolation) as pool:
-        results = pool.run_many(jobs)
-    with open(partial, "w") as f:
-        for result in results:
-            counts[result.status] = counts.get(result.status, 0) + 1
-            f.write(json.dumps(result.to_dict()) + "\n")
-    os.replace(partial, args.out)
+    try:
+        with SandboxPool(workers=args.workers, limits=limits, isolation_level=args.isolation) as pool:
+            results = pool.run_many(jobs)
+    except SandboxUnavailable as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 3
+    try:
+        with open(partial, "w", encoding="utf-8") as f:
+            for result in results:
+                counts[result.status] = counts.get(result.status, 0) + 1
+                f.write(json.dumps(result.to_dict()) + "\n")
+        os.replace(partial, args.out)
+    except OSError as e:
+        print(f"error: could not write {args.out}: {e}", file=sys.stderr)
+        return 2
     elapsed = time.monotonic() - start
     passed = counts.get("passed", 0)
     print(f"{len(results)} programs in {elapsed:.2f}s ({len(results) / max(elapsed, 1e-9):.1f}/s), "

@@ -1,17 +1,21 @@
-"""Which isolation is available here, and the command that starts one sandboxed fork server.
+"""Which isolation is available here, and the command that starts one sandboxed worker.
 
 Levels, strongest first (`detect()` picks the first that starts and answers):
 
   bwrap    bubblewrap: new user, pid, network, ipc and uts namespaces; all capabilities dropped;
-           read-only /usr, a private size-capped tmpfs /tmp, no /home, /root, /etc or project
-           files; `--die-with-parent`, `--new-session`. Started (as root) through `setpriv` as a
-           dedicated unprivileged uid, so RLIMIT_NPROC binds and `kill(-1)` reaches only the
-           sandbox's own processes.
+           the server is pid 1 of its namespace (`--as-pid-1`: signals from runs cannot reach
+           it); `/` and `/dev` read-only, read-only `/usr`; private size-capped tmpfs `/tmp` and
+           `/dev/shm` and a private mqueue, emptied after every run; no /home, /root, /etc or
+           project files; `--die-with-parent`, `--new-session`. Started (as root) through
+           `setpriv` as a dedicated unprivileged uid, so RLIMIT_NPROC binds.
   unshare  util-linux unshare: new user, pid and network namespaces (no network, processes
            contained and killed with the namespace); the filesystem is NOT isolated beyond the
-           unprivileged uid's permissions.
+           unprivileged uid's permissions, and /tmp, /dev/shm and IPC are shared with the host.
   rlimits  resource limits and, as root, a dedicated unprivileged uid only: no network or
            filesystem isolation. Announced loudly; use only for trusted code.
+
+The worker's code is the `inside` package (stdlib only), sent on the command line
+(`server_bootstrap`) because the sandbox sees no project files.
 """
 
 from __future__ import annotations
@@ -25,8 +29,24 @@ import subprocess
 import sys
 
 LEVELS = ("bwrap", "unshare", "rlimits")
-SERVER_SOURCE = os.path.join(os.path.dirname(__file__), "_server.py")
+INSIDE_DIR = os.path.join(os.path.dirname(__file__), "inside")
+INSIDE_MODULES = ("protocol", "hygiene", "program", "judge", "zygote", "server")  # dependency order
 TMPFS_BYTES = 64 << 20
+_BOOT = """
+import sys, types
+sources = %r
+package = types.ModuleType("sbx")
+package.__path__ = []
+sys.modules["sbx"] = package
+for name in %r:
+    module = types.ModuleType("sbx." + name)
+    module.__package__ = "sbx"
+    sys.modules["sbx." + name] = module
+    setattr(package, name, module)
+    exec(compile(sources[name], "<sbx/" + name + ".py>", "exec"), module.__dict__)
+del sources, package, module, name, types
+sys.modules["sbx.server"].main(sys.argv[1:])
+"""
 _log = logging.getLogger("prm_jax.sandbox")
 
 
@@ -79,12 +99,21 @@ def _drop_privileges(uid: int) -> list[str]:
             "--bounding-set=-all"]
 
 
+@functools.lru_cache(maxsize=1)
+def server_bootstrap() -> str:
+    """`python -c` source that loads the `inside` modules as package `sbx` and starts the
+    server (the sandbox sees no project files, so the sources travel on the command line)."""
+    sources = {}
+    for name in INSIDE_MODULES:
+        with open(os.path.join(INSIDE_DIR, f"{name}.py")) as f:
+            sources[name] = f.read()
+    return _BOOT % (sources, INSIDE_MODULES)
+
+
 def worker_command(level: str, uid: int, scratch: str) -> tuple[list[str], bool]:
     """argv that starts one fork server, and whether it may sweep with kill(-1)."""
     exe, prefix = interpreter()
-    with open(SERVER_SOURCE) as f:
-        server = f.read()
-    python = [exe, "-I", "-c", server]
+    python = [exe, "-I", "-c", server_bootstrap()]
     if level == "bwrap":
         bwrap = shutil.which("bwrap")
         if bwrap is None:
@@ -95,11 +124,14 @@ def worker_command(level: str, uid: int, scratch: str) -> tuple[list[str], bool]
         cmd = _drop_privileges(uid) + [
             bwrap, "--unshare-user", "--unshare-pid", "--unshare-net", "--unshare-ipc",
             "--unshare-uts", "--unshare-cgroup-try", "--die-with-parent", "--new-session",
+            "--as-pid-1",
             "--cap-drop", "ALL", "--clearenv", "--setenv", "PATH", "/usr/bin:/bin",
             "--setenv", "HOME", "/tmp", "--setenv", "LANG", "C.UTF-8", *binds,
             "--symlink", "usr/lib", "/lib", "--symlink", "usr/lib64", "/lib64",
             "--symlink", "usr/bin", "/bin", "--proc", "/proc", "--dev", "/dev",
-            "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp", "--chdir", "/tmp",
+            "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm", "--mqueue", "/dev/mqueue",
+            "--remount-ro", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
+            "--remount-ro", "/", "--chdir", "/tmp",
             "--hostname", "sandbox", *python, "/tmp/sandbox", "sweep_all", "private_tmp"]
         return cmd, True
     if level == "unshare":
@@ -124,7 +156,7 @@ def announce(level: str) -> None:
     _announced.add(level)
     message = {
         "bwrap": "sandbox isolation: bubblewrap (user/pid/net/ipc namespaces, no capabilities, "
-                 "read-only /usr, private /tmp, unprivileged uid, rlimits)",
+                 "read-only / and /usr, private /tmp and /dev/shm, unprivileged uid, rlimits)",
         "unshare": "sandbox isolation: unshare (user/pid/net namespaces, rlimits); the filesystem "
                    "is NOT isolated — install bubblewrap for full isolation",
         "rlimits": "sandbox isolation: rlimits only — NO network or filesystem isolation; do not "

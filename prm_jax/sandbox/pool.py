@@ -12,7 +12,6 @@ worker on every attempt is the program's doing (`runtime_error`); a worker that 
 
 from __future__ import annotations
 
-import ast
 import concurrent.futures
 import json
 import logging
@@ -31,7 +30,7 @@ import time
 from typing import Callable, Iterable, Sequence
 
 from prm_jax.sandbox import isolation
-from prm_jax.sandbox.scoring import score_assert, score_io
+from prm_jax.sandbox.scoring import SandboxFault, score_assert, score_io
 from prm_jax.sandbox.types import ExecutionResult, Job, Limits, TestResult
 
 _FRAME = struct.Struct(">I")
@@ -99,7 +98,11 @@ class _Worker:
         body = read_exact(_FRAME.unpack(head)[0])
         if body is None:
             return None
-        return json.loads(body)
+        try:
+            reply = json.loads(body)
+        except ValueError:  # never written by a working server: treat it as a dead one
+            return None
+        return reply if isinstance(reply, dict) else None
 
     def request(self, payload: dict, timeout: float) -> dict:
         data = json.dumps(payload).encode()
@@ -232,17 +235,24 @@ def _uid_block(n: int) -> int:
 
 
 def validate_job(job: Job) -> None:
-    """Malformed tests are the caller's error, reported before anything runs."""
+    """Malformed tests are the caller's error, reported before anything runs.
+
+    Each test and the setup must compile as module code: so a top-level `return`, `yield`,
+    `await` or `break`/`continue` outside a loop is rejected (they would otherwise end or skip
+    a test without evaluating its asserts)."""
     for i, source in enumerate(job.tests):
-        try:
-            ast.parse(source)
-        except SyntaxError as e:
-            raise ValueError(f"job {job.id!r}: test {i} is not valid Python: {e}") from e
+        _check_compiles(source, f"job {job.id!r}: test {i}", f"<test {i}>")
     if job.setup:
-        try:
-            ast.parse(job.setup)
-        except SyntaxError as e:
-            raise ValueError(f"job {job.id!r}: setup is not valid Python: {e}") from e
+        _check_compiles(job.setup, f"job {job.id!r}: setup", "<setup>")
+
+
+def _check_compiles(source: str, what: str, filename: str) -> None:
+    try:
+        compile(source, filename, "exec", dont_inherit=True)
+    except SyntaxError as e:
+        raise ValueError(f"{what} is not valid Python: {e.msg} (line {e.lineno})") from e
+    except (ValueError, RecursionError, MemoryError) as e:
+        raise ValueError(f"{what} is not valid Python: {e}") from e
 
 
 class SandboxPool:
@@ -273,7 +283,13 @@ class SandboxPool:
     def _acquire(self) -> tuple[int, "_Worker | None"]:
         slot = self._free.get()
         with self._lock:
-            return slot, self._live.get(slot)
+            worker = self._live.get(slot)
+        if worker is not None and worker.proc.poll() is not None:
+            # The server ended after its last reply (e.g. a run killed its zygote): replace it
+            # now; this is not an attempt of the next job.
+            self._discard(slot)
+            worker = None
+        return slot, worker
 
     def _start(self, slot: int) -> _Worker:
         worker = _Worker(self.level, self._uid(slot))
@@ -334,8 +350,18 @@ class SandboxPool:
                     worker = None
                     infra.append(report["infra_error"])
                     continue
+                if "recycle" in report:  # the verdict stands; the worker is replaced
+                    self._discard(slot)
+                    worker = None
                 scorer = score_assert if job.kind == "assert" else score_io
-                result = scorer(job, report, self.limits)
+                try:
+                    result = scorer(job, report, self.limits)
+                except (SandboxFault, TypeError, ValueError, KeyError, AttributeError) as e:
+                    _log.warning("job %s: unusable sandbox report: %s", job.id, e)
+                    self._discard(slot)
+                    worker = None
+                    infra.append(f"unusable sandbox report: {e}")
+                    continue
                 return _with_attempts(result, attempt)
             if kills == self.max_attempts:
                 return _with_attempts(ExecutionResult(
@@ -380,6 +406,13 @@ class SandboxPool:
 
     def __exit__(self, *exc) -> None:
         self.close()
+
+    def prune(self) -> None:
+        """Reaps idle workers whose server has ended; they are restarted when next used."""
+        with self._lock:
+            ended = [slot for slot, w in self._live.items() if w.proc.poll() is not None]
+        for slot in ended:
+            self._discard(slot)
 
     def worker_pids(self) -> list[int]:
         with self._lock:

@@ -27,7 +27,8 @@ class Limits:
 
     # Wall-clock seconds for the whole run (assert tests) or per input (IO tests).
     timeout_s: float = 5.0
-    # Address-space limit of the program's process, MiB.
+    # Memory of the run's program processes together, MiB (each process's address space is
+    # capped at this too; see the README's trust model for how the total is enforced).
     memory_mb: int = 1024
     # Bytes the program may write to stdout+stderr (and to any single file).
     output_limit_bytes: int = 1 << 20
@@ -58,7 +59,9 @@ class Job:
     # Skip the remaining tests after the first failure (IO jobs: after the first crash or
     # timeout; wrong outputs are only judged on the host, after all inputs ran).
     stop_on_first_failure: bool = False
-    # Reject comparisons/returns involving program-defined types in assert tests.
+    # Kept for compatibility; no effect. Program-defined objects never reach the tests' code:
+    # they are compared by type name and instance attributes, and such tests are marked
+    # `TestResult.program_defined`.
     strict: bool = True
 
     def __post_init__(self):
@@ -89,10 +92,13 @@ class TestResult:
     index: int
     passed: bool
     # "" when passed; else assertion | wrong_output | runtime | exit | memory | recursion |
-    # timeout | output_limit | untrusted | not_run
+    # timeout | output_limit | syntax | not_run
     error: str = ""
     message: str = ""
     time_s: float = 0.0
+    # The test compared program-defined objects (by type name and instance attributes) or
+    # checked their type: its verdict relies on program-defined behaviour.
+    program_defined: bool = False
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)

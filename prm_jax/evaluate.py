@@ -212,7 +212,10 @@ def main(argv=None) -> int:
     if too_large:
         print(f"warning: k={too_large} exceed the fewest samples of a problem (n={n_min}); such "
               "problems are left out of those pass@k (see the summary's warnings)", file=sys.stderr)
-    result = evaluate(problems, samples, ks, timeout_s=args.timeout_s, workers=args.workers)
+    try:
+        result = evaluate(problems, samples, ks, timeout_s=args.timeout_s, workers=args.workers)
+    except ValueError as e:  # the sandbox validates every job (tests that cannot run) first
+        return _fail(str(e))
     summary = dict(result["summary"], source=report.summary(), samples_file=os.path.abspath(args.samples),
                    results_file=out)
     write_jsonl_atomic(out, result["problems"])

@@ -54,7 +54,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Synthetic suite.
     config.data = ml_collections.ConfigDict(dict(
-        seed=0, num_train=3000, num_test=48, min_horizon=1, max_horizon=4))
+        seed=0, num_train=3000, num_test=48, min_horizon=1, max_horizon=4, comment_fraction=0.15))
     # snapshot_steps: SFT steps whose policy is exported too (responses from several checkpoints).
     config.sft = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=3e-3, warmup_steps=30, checkpoint_every=100,
@@ -62,12 +62,17 @@ def get_config() -> ml_collections.ConfigDict:
     # n responses per problem from the final policy, snapshot_n from each SFT snapshot.
     config.sample = ml_collections.ConfigDict(dict(
         num_problems=96, n=4, snapshot_n=0, temperature=0.8, max_new_tokens=160))
+    # reference_tasks: references of further training tasks mutated line by line (PRLCoder-style
+    # labels); ground_truth: label accuracy of every method against the synthetic ground truth.
     config.label = ml_collections.ConfigDict(dict(
         k=4, wave=2, temperature=0.8, batch_size=64, mc_responses=24, mutation_responses=32,
-        mutation_per_line=1))
+        mutation_per_line=1, reference_tasks=0, ground_truth=True))
+    # label_sources: label files the PRM trains on; probe_problems / eval_n: prm_eval's
+    # held-out-composition tasks and policy responses per task.
     config.prm = ml_collections.ConfigDict(dict(
         steps=300, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
-        loss="prm_mse", selection="full", heldout_fraction=0.25))
+        loss="prm_mse", selection="full", label_sources=("binary_search",), heldout_fraction=0.0,
+        probe_problems=96, eval_n=2))
 
     # model_check stage.
     config.batch_size = 8

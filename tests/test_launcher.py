@@ -78,7 +78,8 @@ SMALL_PIPELINE = (
     "--config.sample.num_problems=8", "--config.sample.n=2", "--config.sample.snapshot_n=1",
     "--config.sample.max_new_tokens=48", "--config.label.k=2", "--config.label.mc_responses=3",
     "--config.label.mutation_responses=4", "--config.prm.steps=10", "--config.prm.batch_size=4",
-    "--config.prm.heldout_fraction=0.5", "--config.model.num_layers=1",
+    "--config.prm.heldout_fraction=0.5", "--config.prm.probe_problems=12",
+    "--config.label.reference_tasks=4", "--config.model.num_layers=1",
     "--config.model.hidden_size=64", "--config.model.intermediate_size=128")
 STAGES = {"sft", "sample", "label", "prm_train", "prm_eval"}
 
@@ -101,7 +102,9 @@ def test_default_pipeline_end_to_end_small(small_run):
     assert set(summary["sample"]["pass_rate_by_policy"]) == {"policy_step10", "policy"}
     assert summary["label"]["binary_search"]["responses"] == 24
     assert 0.0 <= summary["label"]["agreement"]["line_agreement"] <= 1.0
-    assert "auroc" in summary["prm_eval"]["prm"] and "position" in summary["prm_eval"]["baselines"]
+    assert 0.0 <= summary["prm_eval"]["probe"]["pair_accuracy"] <= 1.0
+    assert "position" in summary["prm_eval"]["responses"]["failing"]
+    assert "binary_search" in summary["label"]["accuracy"]
     for name in ("policy/config.json", "policy/generation_config.json", "policy_step10/config.json",
                  "prm/config.json", "labels_binary_search.jsonl", "labels_monte_carlo.jsonl",
                  "labels_mutation.jsonl", "responses.jsonl", "sft/metrics.jsonl",

@@ -1,5 +1,7 @@
-"""Stage `prm_train`: the PRM (policy backbone + fresh scalar head) trained on binary-search
-labels of the training tasks (`prm.heldout_fraction` of tasks kept for `prm_eval`).
+"""Stage `prm_train`: the PRM (policy backbone + fresh scalar head) trained on the label files
+named by `prm.label_sources` (binary-search rows selected by `prm.selection`; "oracle" = the
+ground-truth labels, an upper-bound arm only), all from training compositions
+(`prm.heldout_fraction` of labelled tasks may be kept out as well).
 
 Writes workdir/prm (HF *ForTokenClassification) and workdir/prm_training (checkpoints, metrics).
 """
@@ -28,8 +30,17 @@ def split_rows(rows, fraction: float, seed: int):
     return [r for r in rows if r["task_id"] not in held], [r for r in rows if r["task_id"] in held]
 
 
+def source_rows(config: RunConfig, wd: Workdir, source: str) -> list[dict]:
+    """Unmasked rows of one label source ("oracle" reads labels_ground_truth.jsonl)."""
+    rows = label_lib.read_labels(wd.labels("ground_truth" if source == "oracle" else source))
+    return label_lib.select(rows, config.prm.selection if source == "binary_search" else "full")
+
+
 def selected_rows(config: RunConfig, wd: Workdir):
-    rows = label_lib.select(label_lib.read_labels(wd.labels("binary_search")), config.prm.selection)
+    """(train, held-out) rows of every configured label source, split by task."""
+    rows = [r for source in config.prm.label_sources for r in source_rows(config, wd, source)]
+    if config.prm.heldout_fraction == 0:
+        return rows, []
     return split_rows(rows, config.prm.heldout_fraction, config.seed)
 
 
@@ -47,7 +58,8 @@ def run(ctx: StageContext) -> dict:
     model, result = train(model, examples, loss=config.prm.loss,
                           config=common.loop_config(config.prm, config.seed), mesh=mesh,
                           workdir=config.workdir, name=RUN_NAME)
-    result.update(train_responses=len(train_rows), examples=len(examples), skipped_examples=skipped)
+    result.update(train_responses=len(train_rows), examples=len(examples), skipped_examples=skipped,
+                  label_sources=list(config.prm.label_sources))
     common.save_train_result(wd.run_dir(RUN_NAME), result)
     save_pretrained(model, wd.prm, tokenizer=tok)
     mark_done(wd.prm)

@@ -66,7 +66,8 @@ def get_config() -> ml_collections.ConfigDict:
     # labels); ground_truth: label accuracy of every method against the synthetic ground truth.
     config.label = ml_collections.ConfigDict(dict(
         k=4, wave=2, temperature=0.8, batch_size=64, mc_responses=24, mutation_responses=32,
-        mutation_per_line=1, reference_tasks=0, ground_truth=True))
+        mutation_per_line=1, reference_tasks=0, teacher_n=1, teacher_temperature=0.8,
+        ground_truth=True))
     # label_sources: label files the PRM trains on; probe_problems / eval_n: prm_eval's
     # held-out-composition tasks and policy responses per task.
     config.prm = ml_collections.ConfigDict(dict(

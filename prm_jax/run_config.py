@@ -135,6 +135,9 @@ class LabelStageConfig:
     # References of this many extra training tasks mutated line by line (AST operators and one
     # policy rewrite per line, labelled by execution): cheap, exactly localised labels.
     reference_tasks: int = 0
+    # Policy rewrites sampled per reference line (distinct ones kept) and their temperature.
+    teacher_n: int = 1
+    teacher_temperature: float = 0.8
     # Label accuracy of every method against the synthetic suite's ground truth (and the
     # labels_ground_truth.jsonl file the "oracle" upper-bound arm trains on).
     ground_truth: bool = True
@@ -142,7 +145,7 @@ class LabelStageConfig:
     def __post_init__(self):
         _positive(self, "label", "k", "wave", "batch_size", "mutation_per_line")
         _non_negative(self, "label", "temperature", "mc_responses", "mutation_responses",
-                      "reference_tasks")
+                      "reference_tasks", "teacher_n", "teacher_temperature")
         _need(self.wave <= self.k, "label.wave", self.wave, f"an integer <= label.k={self.k}")
 
 

@@ -4,7 +4,8 @@
 * per-line Monte Carlo (Math-Shepherd, the baseline) on `label.mc_responses` failing responses
   drawn at random across tasks;
 * mutation (PRLCoder) of correct responses, and of the references of `label.reference_tasks`
-  further training tasks (AST mutations plus one policy rewrite per line, labelled by execution);
+  further training tasks (the references themselves, all +1, and their AST mutations plus one
+  policy rewrite per line, labelled by execution);
 * with `label.ground_truth`, the synthetic suite's ground truth for every labelled response:
   label accuracy of each method (first error, lines, Cohen's κ, chance levels) and
   labels_ground_truth.jsonl (binary-search responses with true labels, the "oracle" arm).
@@ -20,6 +21,7 @@ import time
 
 import numpy as np
 
+from prm_jax import lines as lines_lib
 from prm_jax.data.problem import Problem
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
 from prm_jax.models import load_pretrained
@@ -28,6 +30,7 @@ from prm_jax.prm import label as label_lib
 from prm_jax.prm import label_accuracy
 from prm_jax.prm import mutate
 from prm_jax.prm.rollouts import SamplerPolicy, SandboxVerifier
+from prm_jax.prm.rows import LabelRow, line_labels
 from prm_jax.stages.context import StageContext
 from prm_jax.sampling import Sampler, SamplingConfig
 from prm_jax.sandbox import SandboxPool
@@ -61,24 +64,41 @@ def reference_items(config) -> list[label_lib.Response]:
     return [label_lib.Response(p, p.reference, "reference", True) for p in problems]
 
 
-def _mutation_file(path, items, verifier, config, teacher=None) -> dict:
+def reference_row(item: label_lib.Response) -> dict:
+    """A correct program as a label row: every step line +1 (comments 0), no rollouts."""
+    p = item.problem
+    return LabelRow(task_id=p.task_id, response_id=item.key, prompt=p.prompt, response=item.response,
+                    passed=True, method="mutation", operator="reference",
+                    lines=line_labels(lines_lib.split_lines(item.response), None),
+                    first_error_line=None, empty_prefix_solvable=True, rollouts=0,
+                    executions=0).to_dict()
+
+
+def _mutation_file(path, items, verifier, config, teacher=None, with_originals=False,
+                   teacher_n: int = 1) -> dict:
+    """Mutation rows of `items` (correct programs) into `path`, with the originals' own rows
+    (all +1) first when `with_originals`; an existing file is reused."""
     if not os.path.exists(path):
-        write_jsonl_atomic(path, mutate.label_by_mutation(
+        rows = [reference_row(r) for r in items] if with_originals else []
+        write_jsonl_atomic(path, rows + mutate.label_by_mutation(
             items, verifier, per_line=config.label.mutation_per_line, seed=config.seed,
-            teacher=teacher))
+            teacher=teacher, teacher_n=teacher_n))
     return label_lib.label_statistics(label_lib.read_labels(path))
+
+
+def _policy(ctx: StageContext, policy, temperature: float) -> SamplerPolicy:
+    return SamplerPolicy(Sampler(policy, ctx.tokenizer, mesh=ctx.mesh),
+                         SamplingConfig(temperature=temperature,
+                                        max_new_tokens=ctx.config.sample.max_new_tokens,
+                                        stop_strings=common.STOP))
 
 
 def run(ctx: StageContext) -> dict:
     config = ctx.config
     wd = ctx.workdir
-    tok = ctx.tokenizer
     c = config.label
     policy = load_pretrained(wd.policy)
-    rollout = SamplerPolicy(Sampler(policy, tok, mesh=ctx.mesh),
-                            SamplingConfig(temperature=c.temperature,
-                                           max_new_tokens=config.sample.max_new_tokens,
-                                           stop_strings=common.STOP))
+    rollout = _policy(ctx, policy, c.temperature)
     items = _responses(wd)
     results = {}
     with SandboxPool() as pool:
@@ -99,7 +119,9 @@ def run(ctx: StageContext) -> dict:
         references = reference_items(config) if c.reference_tasks else []
         if references:
             results["reference_mutation"] = _mutation_file(
-                wd.labels("reference_mutation"), references, verifier, config, teacher=rollout)
+                wd.labels("reference_mutation"), references, verifier, config,
+                teacher=_policy(ctx, policy, c.teacher_temperature) if c.teacher_n else None,
+                with_originals=True, teacher_n=c.teacher_n)
         results["mutation"]["seconds"] = time.perf_counter() - start
         if c.ground_truth:
             start = time.perf_counter()

@@ -126,7 +126,7 @@ def run(ctx: StageContext) -> dict:
         if c.ground_truth:
             start = time.perf_counter()
             problems = {r.problem.task_id: r.problem for r in items + references}
-            results["accuracy"] = accuracy(wd, verifier, problems)
+            results["accuracy"] = accuracy(wd, verifier, problems, config.seed)
             results["accuracy"]["seconds"] = time.perf_counter() - start
     results["agreement"] = agreement(wd)
     bs = results["binary_search"]
@@ -143,8 +143,14 @@ def run(ctx: StageContext) -> dict:
     return results
 
 
-def accuracy(wd: Workdir, verifier, problems: dict[str, Problem]) -> dict:
-    """Ground truth for every label file's rows (`problems` by task id); label accuracy per
+# Rows per mutation file checked against ground truth (a random sample; ground truth runs
+# (T−1)·(H+1) programs per failing row).
+ACCURACY_SAMPLE = 400
+
+
+def accuracy(wd: Workdir, verifier, problems: dict[str, Problem], seed: int = 0) -> dict:
+    """Ground truth for the label files' rows (`problems` by task id; every binary-search and MC
+    row, a random `ACCURACY_SAMPLE` of each mutation file's failing rows); label accuracy per
     method; writes labels_ground_truth.jsonl (binary-search rows with their true labels)."""
     out = {}
     truth_rows = []
@@ -154,6 +160,10 @@ def accuracy(wd: Workdir, verifier, problems: dict[str, Problem]) -> dict:
             continue
         rows = [r for r in label_lib.read_labels(path) if not r.get("masked")]
         rows = [r for r in rows if r["task_id"] in problems]
+        if method in ("mutation", "reference_mutation"):
+            rows = [r for r in rows if not r["passed"]]
+            pick = np.random.default_rng([seed, 8191]).permutation(len(rows))[:ACCURACY_SAMPLE]
+            rows = [rows[i] for i in sorted(pick)]
         truths = ground_truth.ground_truth(
             [(problems[r["task_id"]], r["response"], r["passed"]) for r in rows], verifier)
         out[method] = label_accuracy.label_accuracy(rows, truths)

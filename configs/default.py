@@ -78,7 +78,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.prm = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
         loss="prm_mse", selection="full", label_sources=("reference_mutation",),
-        heldout_fraction=0.0, probe_problems=96, eval_n=2))
+        line_token_targets=False, heldout_fraction=0.0, probe_problems=96, eval_n=2))
 
     # model_check stage.
     config.batch_size = 8

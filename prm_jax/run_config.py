@@ -160,6 +160,8 @@ class PRMConfig(TrainSection):
     selection: str = "full"
     # Label files trained on (see PRM_LABEL_SOURCES).
     label_sources: tuple[str, ...] = ("binary_search",)
+    # Every token of a line regresses to its label (prm.dense_targets), not only its reward token.
+    line_token_targets: bool = False
     # Fraction of labelled tasks held out from PRM training (0 = none; the PRM is evaluated on
     # held-out compositions by prm_eval either way).
     heldout_fraction: float = 0.0

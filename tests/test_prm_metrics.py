@@ -25,3 +25,12 @@ def test_failing_line_report_excludes_passing_responses():
     assert report["failing"]["scorer"]["lines"] == 7 and report["mixed"]["scorer"]["lines"] == 9
     assert report["failing"]["scorer"]["auroc"] == 1.0
     assert set(report["by_horizon"]) == {"2", "3"} and report["by_horizon"]["2"]["responses"] == 2
+
+
+def test_line_token_targets_cover_each_line_up_to_its_reward_token():
+    from prm_jax.prm.dense_targets import line_token_targets
+
+    # Response tokens start at 3; lines end at tokens 5, 5 (merged) and 8 (a comment).
+    targets, mask = line_token_targets(10, 3, [5, 5, 8], [1, -1, 0])
+    assert targets.tolist() == [0, 0, 0, 1, 1, -1, 0, 0, 0, 0]
+    assert mask.tolist() == [False] * 3 + [True] * 6 + [False]

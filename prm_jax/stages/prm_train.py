@@ -1,6 +1,7 @@
 """Stage `prm_train`: the PRM (policy backbone + fresh scalar head) trained on the label files
 named by `prm.label_sources` (binary-search rows selected by `prm.selection`; "oracle" = the
-ground-truth labels, an upper-bound arm only), all from training compositions
+ground-truth labels, an upper-bound arm only), all from training compositions; with
+`prm.line_token_targets` every token of a line regresses to its label (`prm.dense_targets`)
 (`prm.heldout_fraction` of labelled tasks may be kept out as well).
 
 Writes workdir/prm (HF *ForTokenClassification) and workdir/prm_training (checkpoints, metrics).
@@ -12,6 +13,7 @@ import numpy as np
 
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.prm import label as label_lib
+from prm_jax.prm.dense_targets import dense_prm_examples
 from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
 from prm_jax.train.examples import prm_examples
@@ -51,7 +53,8 @@ def run(ctx: StageContext) -> dict:
     train_rows, _ = selected_rows(config, wd)
     if is_done(wd.prm):
         return dict(common.load_train_result(wd.run_dir(RUN_NAME)), resumed=True)
-    examples, skipped = prm_examples(train_rows, tok, config.sft.seq_len)
+    make = dense_prm_examples if config.prm.line_token_targets else prm_examples
+    examples, skipped = make(train_rows, tok, config.sft.seq_len)
     print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
     mesh = ctx.mesh
     model = load_pretrained(wd.policy, head="scalar", seed=config.seed)

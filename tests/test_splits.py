@@ -67,3 +67,16 @@ def test_comment_lines_in_references_are_neutral_labels():
     plain = synthetic.generate(synthetic.SyntheticConfig(num_problems=60, max_horizon=4))
     assert all("#" not in p.reference for p in plain)
     assert [p.prompt for p in plain] == [p.prompt for p in problems]
+
+
+def test_reference_rows_label_comments_neutral_and_steps_good():
+    from prm_jax.prm.label import Response
+    from prm_jax.stages.label import reference_row
+
+    problems = synthetic.generate(synthetic.SyntheticConfig(
+        num_problems=30, max_horizon=4, comment_fraction=0.5))
+    p = next(q for q in problems if "#" in q.reference)
+    row = reference_row(Response(p, p.reference, "reference", True))
+    kinds = [(l["kind"], l["label"]) for l in row["lines"]]
+    assert ("comment", 0) in kinds and all(y == (0 if k == "comment" else 1) for k, y in kinds)
+    assert row["passed"] and row["first_error_line"] is None and row["rollouts"] == 0

@@ -86,10 +86,14 @@ def _mutation_file(path, items, verifier, config, teacher=None, with_originals=F
     return label_lib.label_statistics(label_lib.read_labels(path))
 
 
-def _policy(ctx: StageContext, policy, temperature: float) -> SamplerPolicy:
+# Tokens a teacher rewrite may take: only its first line is used (a synthetic line is < 40).
+TEACHER_MAX_NEW_TOKENS = 48
+
+
+def _policy(ctx: StageContext, policy, temperature: float, max_new_tokens: int = 0) -> SamplerPolicy:
     return SamplerPolicy(Sampler(policy, ctx.tokenizer, mesh=ctx.mesh),
                          SamplingConfig(temperature=temperature,
-                                        max_new_tokens=ctx.config.sample.max_new_tokens,
+                                        max_new_tokens=max_new_tokens or ctx.config.sample.max_new_tokens,
                                         stop_strings=common.STOP))
 
 
@@ -120,7 +124,8 @@ def run(ctx: StageContext) -> dict:
         if references:
             results["reference_mutation"] = _mutation_file(
                 wd.labels("reference_mutation"), references, verifier, config,
-                teacher=_policy(ctx, policy, c.teacher_temperature) if c.teacher_n else None,
+                teacher=_policy(ctx, policy, c.teacher_temperature, TEACHER_MAX_NEW_TOKENS)
+                if c.teacher_n else None,
                 with_originals=True, teacher_n=c.teacher_n)
         results["mutation"]["seconds"] = time.perf_counter() - start
         if c.ground_truth:

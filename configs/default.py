@@ -2,18 +2,22 @@
 
   python -m prm_jax.main --config=configs/default.py --workdir=runs/default
 
-Stages (about 10 minutes on a 2-core CPU): `sft` trains a 2-layer d=128 decoder on synthetic
-references (H = 1..4) and exports it (runs/default/policy, and a snapshot at step 300);
-`sample` draws 4 responses per labelling problem from the final policy (and
-`sample.snapshot_n` from each snapshot) and executes them; `label` labels them by binary search
-(PSGPO), a failing subset by per-line Monte Carlo, and correct ones by mutation; `prm_train`
-trains the PRM (policy backbone + scalar head, MSE on line-end tokens); `prm_eval` scores
-held-out tasks' responses against trivial baselines and draws runs/default/prm_lines.png; `rl`
-runs PSGPO (PPO + dense PRM line rewards + critic initialised from the PRM) for 20 iterations
-of 16 prompts × 4 samples. Expected in runs/default/summary.json: SFT pass@1 on held-out
-compositions about 0.19, falling with the horizon; binary search/MC line agreement about 0.9
-at a fraction of MC's rollouts; and `rl.test.pass@1` above `rl.test_before.pass@1` (0.27 vs
-0.19 measured). Re-running resumes finished work. configs/rl_ppo.py holds the other RL arms.
+Stages (about 12–15 minutes on a 2-core CPU): `sft` trains a 2-layer d=128 decoder on synthetic
+references (H = 1..4, 15% of step lines preceded by a comment) and exports it (runs/default/policy,
+and a snapshot at step 300); `sample` draws 4 responses per labelling problem and executes them;
+`label` labels them by binary search (PSGPO, K = 4), a random failing subset by per-line Monte
+Carlo, correct ones by mutation, and mutates the references of 400 further training tasks (AST
+mutants + 4 policy rewrites per line, labelled by execution), then measures every method against
+the synthetic suite's ground truth; `prm_train` trains the PRM (policy backbone + scalar head,
+MSE on line-end tokens) on the reference-mutation labels; `prm_eval` runs the counterfactual
+probe and scores policy responses on held-out compositions against ground truth, and draws
+runs/default/prm_lines.png. Expected in runs/default/summary.json (README, "Results"): probe pair
+accuracy about 0.65 (baselines 0.5), failing-lines AUROC about 0.9 (position table about 0.84),
+binary-search labels at K = 4 with κ about 0.25 against ground truth, reference-mutation labels
+about 0.8; `rl` runs PSGPO (PPO + dense PRM line rewards + critic initialised from the PRM)
+for 20 iterations of 16 prompts × 4 samples and reports held-out greedy pass@1 before and after
+(`rl.test_before`, `rl.test`). Re-running resumes finished work. configs/rl_ppo.py holds the
+other RL arms.
 
 Stage `model_check` (`--config.stages="('model_check',)"`) builds, shards, trains a few steps
 on bundled code, exports and reloads the model (uses batch_size, seq_len, train_steps,
@@ -56,7 +60,7 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Synthetic suite.
     config.data = ml_collections.ConfigDict(dict(
-        seed=0, num_train=3000, num_test=48, min_horizon=1, max_horizon=4))
+        seed=0, num_train=3000, num_test=48, min_horizon=1, max_horizon=4, comment_fraction=0.15))
     # snapshot_steps: SFT steps whose policy is exported too (responses from several checkpoints).
     config.sft = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=3e-3, warmup_steps=30, checkpoint_every=100,
@@ -64,12 +68,20 @@ def get_config() -> ml_collections.ConfigDict:
     # n responses per problem from the final policy, snapshot_n from each SFT snapshot.
     config.sample = ml_collections.ConfigDict(dict(
         num_problems=96, n=4, snapshot_n=0, temperature=0.8, max_new_tokens=160))
+    # mc_responses: failing responses (random across tasks) also labelled by per-line MC;
+    # reference_tasks: references of further training tasks mutated line by line (AST mutants,
+    # mutation_per_line each, and teacher_n policy rewrites at teacher_temperature), labelled by
+    # execution; ground_truth: label accuracy of every method against the synthetic ground truth.
     config.label = ml_collections.ConfigDict(dict(
         k=4, wave=2, temperature=0.8, batch_size=64, mc_responses=24, mutation_responses=32,
-        mutation_per_line=1))
+        mutation_per_line=3, reference_tasks=400, teacher_n=4, teacher_temperature=1.0,
+        ground_truth=True))
+    # label_sources: label files the PRM trains on ("oracle" = ground truth, upper bound only);
+    # probe_problems / eval_n: prm_eval's held-out-composition tasks and responses per task.
     config.prm = ml_collections.ConfigDict(dict(
-        steps=300, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
-        loss="prm_mse", selection="full", heldout_fraction=0.25))
+        steps=600, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
+        loss="prm_mse", selection="full", label_sources=("reference_mutation",),
+        line_token_targets=False, heldout_fraction=0.0, probe_problems=96, eval_n=2))
 
     # RL (stage "rl"): PSGPO by default — PPO with the unit-test reward, the PRM's dense line
     # rewards and a PRM-initialised critic. configs/rl_ppo.py holds the other arms.

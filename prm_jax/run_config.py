@@ -66,9 +66,13 @@ class DataConfig:
     # Horizon H = number of solution lines, drawn uniformly in [min_horizon, max_horizon].
     min_horizon: int = 1
     max_horizon: int = 4
+    # Probability that a reference step line is preceded by a comment line (neutral in labels).
+    comment_fraction: float = 0.0
 
     def __post_init__(self):
         _positive(self, "data", "num_train", "num_test", "min_horizon")
+        _need(0 <= self.comment_fraction <= 1, "data.comment_fraction", self.comment_fraction,
+              "a number in [0, 1]")
         _need(self.max_horizon >= self.min_horizon, "data.max_horizon", self.max_horizon,
               f"an integer >= data.min_horizon={self.min_horizon}")
         _need(self.max_horizon <= 16, "data.max_horizon", self.max_horizon, "at most 16")
@@ -126,32 +130,58 @@ class LabelStageConfig:
     temperature: float = 0.8
     # Responses labelled in lock-step per batch (one sampler call per wave).
     batch_size: int = 64
-    # Failing responses also labelled by per-line Monte Carlo (the baseline).
+    # Failing responses (drawn at random across tasks) also labelled by per-line Monte Carlo.
     mc_responses: int = 24
     # Correct responses mutated for PRLCoder-style labels, and mutants per line.
     mutation_responses: int = 32
     mutation_per_line: int = 1
+    # References of this many extra training tasks mutated line by line (AST operators and one
+    # policy rewrite per line, labelled by execution): cheap, exactly localised labels.
+    reference_tasks: int = 0
+    # Policy rewrites sampled per reference line (distinct ones kept) and their temperature.
+    teacher_n: int = 1
+    teacher_temperature: float = 0.8
+    # Label accuracy of every method against the synthetic suite's ground truth (and the
+    # labels_ground_truth.jsonl file the "oracle" upper-bound arm trains on).
+    ground_truth: bool = True
 
     def __post_init__(self):
         _positive(self, "label", "k", "wave", "batch_size", "mutation_per_line")
-        _non_negative(self, "label", "temperature", "mc_responses", "mutation_responses")
+        _non_negative(self, "label", "temperature", "mc_responses", "mutation_responses",
+                      "reference_tasks", "teacher_n", "teacher_temperature")
         _need(self.wave <= self.k, "label.wave", self.wave, f"an integer <= label.k={self.k}")
+
+
+# Label files the PRM can train on ("oracle" = ground truth: an upper-bound arm only).
+PRM_LABEL_SOURCES = ("binary_search", "monte_carlo", "mutation", "reference_mutation", "oracle")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class PRMConfig(TrainSection):
     loss: str = "prm_mse"
+    # Selection of binary-search rows ("full" | "revised_only"); other sources are used whole.
     selection: str = "full"
-    # Fraction of labelled tasks held out for PRM evaluation.
-    heldout_fraction: float = 0.25
+    # Label files trained on (see PRM_LABEL_SOURCES).
+    label_sources: tuple[str, ...] = ("binary_search",)
+    # Every token of a line regresses to its label (prm.dense_targets), not only its reward token.
+    line_token_targets: bool = False
+    # Fraction of labelled tasks held out from PRM training (0 = none; the PRM is evaluated on
+    # held-out compositions by prm_eval either way).
+    heldout_fraction: float = 0.0
+    # prm_eval: test-split tasks of the counterfactual probe, and policy responses per task.
+    probe_problems: int = 96
+    eval_n: int = 2
 
     def __post_init__(self):
         self._check("prm")
         _need(self.loss in PRM_LOSSES, "prm.loss", self.loss, f"one of {PRM_LOSSES}")
         _need(self.selection in PRM_SELECTIONS, "prm.selection", self.selection,
               f"one of {PRM_SELECTIONS}")
-        _need(0 < self.heldout_fraction < 1, "prm.heldout_fraction", self.heldout_fraction,
-              "a fraction in (0, 1)")
+        _need(0 <= self.heldout_fraction < 1, "prm.heldout_fraction", self.heldout_fraction,
+              "a fraction in [0, 1)")
+        _need(bool(self.label_sources) and all(x in PRM_LABEL_SOURCES for x in self.label_sources),
+              "prm.label_sources", self.label_sources, f"a non-empty subset of {PRM_LABEL_SOURCES}")
+        _positive(self, "prm", "probe_problems", "eval_n")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -73,7 +73,9 @@ def test_default_pipeline_end_to_end_small(small_run):
     assert set(summary["sample"]["pass_rate_by_policy"]) == {"policy_step10", "policy"}
     assert summary["label"]["binary_search"]["responses"] == 24
     assert 0.0 <= summary["label"]["agreement"]["line_agreement"] <= 1.0
-    assert "auroc" in summary["prm_eval"]["prm"] and "position" in summary["prm_eval"]["baselines"]
+    assert 0.0 <= summary["prm_eval"]["probe"]["pair_accuracy"] <= 1.0
+    assert "position" in summary["prm_eval"]["responses"]["failing"]
+    assert "binary_search" in summary["label"]["accuracy"]
     for name in ("policy/config.json", "policy/generation_config.json", "policy_step10/config.json",
                  "prm/config.json", "labels_binary_search.jsonl", "labels_monte_carlo.jsonl",
                  "labels_mutation.jsonl", "responses.jsonl", "sft/metrics.jsonl",

@@ -18,7 +18,12 @@ output on at least one test input, so a wrong line is usually caught (measured b
 `mutation_detection_rate`). Many programs are correct (`alternative_solution` writes other
 forms). Everything is a function of the seed. Splits are by composition: a fixed random subset
 of ordered op pairs (and of single ops, for H = 1) is held out; `train` tasks contain none of
-them, `test` tasks at least one.
+them, `test` tasks at least one. The held-out set is a function of `split_seed` alone
+(`heldout`, the one source of truth for splits), so problem sets drawn with different `seed`s
+(SFT, labelling, RL) share it when they share `split_seed`.
+
+References may carry comment lines (`comment_fraction`: the probability that a step line is
+preceded by `# <its description>`); comments are not steps (neutral in PRM labels).
 
     python -m prm_jax.data.synthetic --out synthetic_test.jsonl --split test --num_problems 200
 """
@@ -127,6 +132,10 @@ class SyntheticConfig:
     num_tests: int = 6
     # Fraction of ordered op pairs (and single ops) held out for the test split.
     heldout_fraction: float = 0.2
+    # Seed of the held-out compositions (None = `seed`); see `heldout`.
+    split_seed: int | None = None
+    # Probability that a reference step line is preceded by a comment line describing it.
+    comment_fraction: float = 0.0
 
     def __post_init__(self):
         if self.split not in ("train", "test"):
@@ -138,10 +147,21 @@ class SyntheticConfig:
             raise ValueError("num_problems and num_tests must be positive")
         if not 0 < self.heldout_fraction < 1:
             raise ValueError(f"heldout_fraction must be in (0, 1), got {self.heldout_fraction}")
+        if not 0 <= self.comment_fraction <= 1:
+            raise ValueError(f"comment_fraction must be in [0, 1], got {self.comment_fraction}")
+
+    @property
+    def held(self) -> tuple[frozenset, frozenset]:
+        """The held-out compositions of this config (see `heldout`)."""
+        seed = self.seed if self.split_seed is None else self.split_seed
+        return heldout(seed, self.heldout_fraction)
 
 
 def heldout(seed: int, fraction: float) -> tuple[frozenset, frozenset]:
-    """(held-out ordered pairs, held-out single ops) — a function of the seed only."""
+    """(held-out ordered pairs, held-out single ops) — a function of (seed, fraction) only.
+
+    The one source of truth for splits: every problem set of a run passes the run's data seed
+    here (`SyntheticConfig.split_seed`), so no training set contains a held-out composition."""
     rng = np.random.default_rng([seed, 7919])
     pairs = [(a, b) for a in KINDS for b in KINDS if (a, b) not in _REDUNDANT]
     chosen = rng.permutation(len(pairs))[: int(round(fraction * len(pairs)))]
@@ -155,11 +175,24 @@ def run_steps(steps, xs):
     return xs
 
 
-def solution(steps, alternative: int = -1) -> str:
-    """The H-line body (4-space indented, trailing newline)."""
-    lines = [f"    xs = {s.expr(alternative)}" for s in steps[:-1]]
-    lines.append(f"    return {steps[-1].expr(alternative)}")
+def solution(steps, alternative: int = -1, comments: tuple[bool, ...] = ()) -> str:
+    """The H-line body (4-space indented, trailing newline); `comments[i]` puts a comment line
+    describing step i before its line."""
+    lines = []
+    for i, s in enumerate(steps):
+        if i < len(comments) and comments[i]:
+            lines.append(f"    # {s.describe()}")
+        lines.append(f"    xs = {s.expr(alternative)}" if i < len(steps) - 1
+                     else f"    return {s.expr(alternative)}")
     return "\n".join(lines) + "\n"
+
+
+def contains_heldout(steps, held) -> bool:
+    """Whether a composition contains a held-out pair (or is a held-out single op, for H = 1)."""
+    held_pairs, held_singles = held
+    if len(steps) == 1:
+        return steps[0].kind in held_singles
+    return any((a.kind, b.kind) in held_pairs for a, b in zip(steps, steps[1:]))
 
 
 def prompt(steps) -> str:
@@ -193,23 +226,20 @@ def _observable(steps, inputs) -> bool:
     return True
 
 
-def _in_split(steps, split, held_pairs, held_singles) -> bool:
-    if len(steps) == 1:
-        has = steps[0].kind in held_singles
-    else:
-        has = any((a.kind, b.kind) in held_pairs for a, b in zip(steps, steps[1:]))
+def _in_split(steps, split, held) -> bool:
+    has = contains_heldout(steps, held)
     return has if split == "test" else not has
 
 
 def make_task(config: SyntheticConfig, index: int, held=None) -> Problem:
-    held_pairs, held_singles = held or heldout(config.seed, config.heldout_fraction)
+    held = held or config.held
     rng = np.random.default_rng([config.seed, 0 if config.split == "train" else 1, index])
     horizon = int(rng.integers(config.min_horizon, config.max_horizon + 1))
     for _ in range(10_000):
         steps: list[Step] = []
         for _ in range(horizon):
             steps.append(_random_step(rng, steps[-1].kind if steps else None))
-        if not _in_split(steps, config.split, held_pairs, held_singles):
+        if not _in_split(steps, config.split, held):
             continue
         inputs = _inputs(rng, config.num_tests)
         if _observable(steps, inputs):
@@ -217,16 +247,19 @@ def make_task(config: SyntheticConfig, index: int, held=None) -> Problem:
     else:
         raise RuntimeError(f"could not generate an observable task of horizon {horizon}")
     tests = tuple(f"assert {ENTRY_POINT}({xs!r}) == {run_steps(steps, xs)!r}" for xs in inputs)
+    comment_rng = np.random.default_rng([config.seed, 0 if config.split == "train" else 1, index, 31])
+    comments = tuple(bool(c) for c in comment_rng.random(horizon) < config.comment_fraction)
     return Problem(
         task_id=f"synthetic/{config.split}/{config.seed}/{index}", prompt=prompt(steps),
-        entry_point=ENTRY_POINT, test_kind="assert", tests=tests, reference=solution(steps),
+        entry_point=ENTRY_POINT, test_kind="assert", tests=tests,
+        reference=solution(steps, comments=comments),
         assembly="append", source="synthetic",
         meta={"horizon": horizon, "steps": [[s.kind, s.k] for s in steps], "split": config.split,
               "inputs": inputs})
 
 
 def generate(config: SyntheticConfig) -> list[Problem]:
-    held = heldout(config.seed, config.heldout_fraction)
+    held = config.held
     return [make_task(config, i, held) for i in range(config.num_problems)]
 
 
@@ -274,8 +307,8 @@ def parse_spec(spec: str) -> SyntheticConfig:
         key, value = part.split("=", 1)
         if key not in fields:
             raise ValueError(f"unknown synthetic spec key {key!r}; expected {sorted(fields)}")
-        values[key] = value if key == "split" else (float(value) if key == "heldout_fraction"
-                                                    else int(value))
+        values[key] = value if key == "split" else (
+            float(value) if key in ("heldout_fraction", "comment_fraction") else int(value))
     return SyntheticConfig(**values)
 
 
@@ -283,7 +316,8 @@ def main():
     parser = argparse.ArgumentParser(description="Write a synthetic long-horizon problem set.")
     parser.add_argument("--out", required=True)
     for f in dataclasses.fields(SyntheticConfig):
-        parser.add_argument(f"--{f.name}", type=type(f.default), default=f.default)
+        kind = int if f.name == "split_seed" else type(f.default)
+        parser.add_argument(f"--{f.name}", type=kind, default=f.default)
     args = vars(parser.parse_args())
     out = args.pop("out")
     config = SyntheticConfig(**args)

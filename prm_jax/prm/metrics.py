@@ -86,3 +86,59 @@ def baseline_metrics(labels: Sequence[Sequence[int]], train_labels: Sequence[Seq
     table = np.where(counts > 0, table / np.maximum(counts, 1), 0.0)
     position = [[table[min(9, int(10 * j / max(len(ys), 1)))] for j in range(len(ys))] for ys in labels]
     return {"majority": line_metrics(constant, labels), "position": line_metrics(position, labels)}
+
+
+def pair_accuracy(right: Sequence[float], wrong: Sequence[float]) -> float:
+    """P(score of the wrong line < score of the right line), ties ½ (the counterfactual probe)."""
+    right, wrong = np.asarray(right, np.float64), np.asarray(wrong, np.float64)
+    if len(right) == 0:
+        return float("nan")
+    return float(np.mean((wrong < right) + 0.5 * (wrong == right)))
+
+
+def position_scores(labels: Sequence[Sequence[int]]) -> list[list[float]]:
+    """Baseline: each line scored by the mean label of lines at the same (line count, index),
+    fitted in-sample — the best any position-only scorer can do on these labels."""
+    table: dict[tuple[int, int], list[int]] = {}
+    for ys in labels:
+        for j, y in enumerate(ys):
+            if y != 0:
+                table.setdefault((len(ys), j), []).append(y)
+    return [[float(np.mean(table.get((len(ys), j), [0]))) for j in range(len(ys))] for ys in labels]
+
+
+def task_mean_scores(labels: Sequence[Sequence[int]], task_ids: Sequence[str]) -> list[list[float]]:
+    """Baseline: every line scored by the mean label of its task's lines (in-sample) — task
+    difficulty alone, with no information about which line is wrong."""
+    by_task: dict[str, list[int]] = {}
+    for ys, t in zip(labels, task_ids):
+        by_task.setdefault(t, []).extend(y for y in ys if y != 0)
+    return [[float(np.mean(by_task[t] or [0]))] * len(ys) for ys, t in zip(labels, task_ids)]
+
+
+def failing_line_report(scores: Sequence[Sequence[float]], labels: Sequence[Sequence[int]],
+                        passed: Sequence[bool], horizons: Sequence[int],
+                        task_ids: Sequence[str]) -> dict:
+    """Line metrics of a scorer against ground-truth labels, where they measure line correctness:
+
+    * `failing`: lines of failing responses only (response-level separation cannot help);
+    * `by_horizon`: the same per task horizon H;
+    * `mixed`: all responses' lines (secondary: passing responses make it a response-level
+      figure);
+    each for the scorer and the in-sample baselines `position` and `task_mean`."""
+    scorers = {"scorer": [list(s) for s in scores], "position": position_scores(labels),
+               "task_mean": task_mean_scores(labels, task_ids)}
+    failing = [i for i, p in enumerate(passed) if not p]
+
+    def subset(index):
+        return {name: line_metrics([s[i] for i in index], [labels[i] for i in index])
+                for name, s in scorers.items()}
+
+    by_h = {}
+    for h in sorted(set(horizons)):
+        index = [i for i in failing if horizons[i] == h]
+        if index:
+            by_h[str(h)] = dict(subset(index), responses=len(index))
+    return {"responses": len(labels), "failing_responses": len(failing),
+            "failing": subset(failing), "by_horizon": by_h,
+            "mixed": subset(range(len(labels)))}

@@ -6,7 +6,8 @@ From a correct response, change one line at a time and execute:
   wrong return (`return None`);
 * semantics-preserving refactors (`REFACTORS`): flipped comparison (`a < b` → `b > a`),
   swapped equality operands, augmented assignment spelled out (`x += e` → `x = x + e`);
-* optionally a teacher policy's rewrite of the line (any `RolloutPolicy`).
+* optionally a teacher policy's rewrites of the line (any `RolloutPolicy`; `teacher_n` samples
+  per line, distinct rewrites kept).
 
 A variant that fails its tests labels the changed line −1, the lines before it +1 and the lines
 after it −1 (the first error); one that still passes labels every line +1. Comment lines are 0.
@@ -182,8 +183,10 @@ def variants(response: str, *, operators: Sequence[str] = MUTATIONS + REFACTORS,
     return out
 
 
-def teacher_variants(items: Sequence[Response], policy, *, seed: int = 0) -> list[tuple[int, Variant]]:
-    """A teacher policy rewrites each step line once: (item index, variant)."""
+def teacher_variants(items: Sequence[Response], policy, *, seed: int = 0,
+                     n: int = 1) -> list[tuple[int, Variant]]:
+    """A teacher policy rewrites each step line `n` times: (item index, variant) for each
+    distinct rewrite that differs from the line."""
     from prm_jax.prm.label import _seed
 
     requests, where = [], []
@@ -194,41 +197,48 @@ def teacher_variants(items: Sequence[Response], policy, *, seed: int = 0) -> lis
                 # Prefix through the previous line, before its newline (see lines.prefix_through).
                 requests.append((item.problem, lines_lib.prefix_through(item.response, lines, line.step)))
                 where.append((i, line))
-    completions = policy.complete(requests, 1, _seed(seed, "teacher"))
+    completions = policy.complete(requests, n, _seed(seed, "teacher"))
     out = []
     for (i, line), texts in zip(where, completions):
-        text = texts[0] if texts else ""
-        if line.step > 0:
-            if not text.startswith("\n"):
-                continue  # the teacher did not start a new line
-            text = text[1:]
-        first = text.split("\n", 1)[0].rstrip()
-        if first.strip() and first != line.text:
-            response = items[i].response
-            out.append((i, Variant(line.step, "teacher", response[:line.start] + first + response[line.end:])))
+        seen = {line.text}
+        for text in texts:
+            if line.step > 0:
+                if not text.startswith("\n"):
+                    continue  # the teacher did not start a new line
+                text = text[1:]
+            first = text.split("\n", 1)[0].rstrip()
+            if first.strip() and first not in seen:
+                seen.add(first)
+                response = items[i].response
+                out.append((i, Variant(line.step, "teacher",
+                                       response[:line.start] + first + response[line.end:])))
     return out
 
 
 def label_by_mutation(items: Sequence[Response], verifier: Verifier, *, per_line: int = 1,
                       seed: int = 0, operators: Sequence[str] = MUTATIONS + REFACTORS,
-                      teacher=None) -> list[dict]:
+                      teacher=None, teacher_n: int = 1) -> list[dict]:
     """Labels rows from single-line variants of correct responses (see module docstring)."""
     pending: list[tuple[Response, Variant]] = []
     for i, item in enumerate(items):
         for v in variants(item.response, operators=operators, per_line=per_line, seed=seed + i):
             pending.append((item, v))
     if teacher is not None:
-        pending += [(items[i], v) for i, v in teacher_variants(items, teacher, seed=seed)]
+        pending += [(items[i], v) for i, v in teacher_variants(items, teacher, seed=seed, n=teacher_n)]
     verdicts = verifier.verify([(item.problem, v.response) for item, v in pending])
-    rows = []
+    rows, ids = [], set()
     for (item, v), passed in zip(pending, verdicts):
         if passed is None:
             continue  # infrastructure error: masked, never a label
         lines = lines_lib.split_lines(v.response)
         changed = next((l.step for l in lines if l.start >= _changed_start(item.response, v.response)), 0)
         first = None if passed else changed
+        response_id = f"{item.key}/{v.operator}@{v.step}"
+        while response_id in ids:  # several teacher rewrites of one line
+            response_id += "+"
+        ids.add(response_id)
         rows.append(LabelRow(
-            task_id=item.problem.task_id, response_id=f"{item.key}/{v.operator}@{v.step}",
+            task_id=item.problem.task_id, response_id=response_id,
             prompt=item.problem.prompt, response=v.response, passed=bool(passed), method="mutation",
             operator=v.operator, lines=line_labels(lines, first), first_error_line=first,
             empty_prefix_solvable=True, rollouts=1 if v.operator == "teacher" else 0,

@@ -16,10 +16,13 @@ STOP = ("\ndef ", "\nclass ", "\nif __name__", "\nprint(", "\n#")
 
 
 def problems(config: RunConfig, split: str, num: int, offset_seed: int = 0):
+    """Synthetic problems drawn with seed `data.seed + offset_seed`; the held-out compositions
+    always come from `data.seed` (one split for every stage, whatever the offset)."""
     d = config.data
     return synthetic.generate(synthetic.SyntheticConfig(
         seed=d.seed + offset_seed, num_problems=num, min_horizon=d.min_horizon,
-        max_horizon=d.max_horizon, split=split))
+        max_horizon=d.max_horizon, split=split, split_seed=d.seed,
+        comment_fraction=d.comment_fraction))
 
 
 def loop_config(c: TrainSection, seed: int) -> LoopConfig:

@@ -1,54 +1,103 @@
-"""Stage `prm_eval`: PRM line scores on held-out tasks' responses against trivial baselines;
-draws workdir/prm_lines.png and prm_lines.html."""
+"""Stage `prm_eval`: does the PRM locate the wrong line? Measured on held-out compositions only
+(the test split, never seen by SFT, labelling or PRM training), against ground truth.
+
+* `probe`: the counterfactual probe (`prm_jax.prm.probe`) on `prm.probe_problems` test tasks
+  with H ≥ 2 — same task, same position, reference line vs a wrong line;
+* `responses`: `prm.eval_n` policy responses per probe task (temperature `sample.temperature`),
+  labelled by the synthetic suite's ground truth (`prm_jax.prm.ground_truth`); line metrics
+  among failing responses' lines, per horizon, with the in-sample position-table and per-task
+  mean baselines beside them; `mixed` (all responses' lines) is secondary — passing responses
+  make it partly a response-level figure.
+
+Draws workdir/prm_lines.png and prm_lines.html (a failing held-out response by line score).
+"""
 
 from __future__ import annotations
 
 from absl import logging
 
+from prm_jax.data.problem import Problem
 from prm_jax.models import load_pretrained
+from prm_jax.models.sharded import ShardedModel
+from prm_jax.prm import ground_truth
 from prm_jax.prm import metrics as metrics_lib
+from prm_jax.prm import probe as probe_lib
+from prm_jax.prm.rollouts import SandboxVerifier
 from prm_jax.prm.score import render_html, render_png, score_lines
-from prm_jax.stages.context import StageContext
+from prm_jax.sampling import Sampler, SamplingConfig
+from prm_jax.sandbox import SandboxPool
 from prm_jax.stages import common
-from prm_jax.stages.prm_train import selected_rows
+from prm_jax.stages.context import StageContext
+
+
+def probe_problems(config) -> list[Problem]:
+    """Held-out-composition tasks of the probe (the test split; its first `data.num_test` are
+    the SFT evaluation tasks)."""
+    return common.problems(config, "test", config.prm.probe_problems)
+
+
+def run_probe(prm: ShardedModel, tok, problems, seed: int) -> dict:
+    pairs = probe_lib.make_pairs(problems, seed=seed)
+    right = score_lines(prm, tok, [p.prompt for p in pairs], [p.right for p in pairs])
+    wrong = score_lines(prm, tok, [p.prompt for p in pairs], [p.wrong for p in pairs])
+    return probe_lib.probe_metrics(pairs, right, wrong)
+
+
+def sample_responses(ctx: StageContext, problems) -> list[tuple[Problem, str]]:
+    config = ctx.config
+    policy = load_pretrained(ctx.workdir.policy)
+    out = Sampler(policy, ctx.tokenizer, mesh=ctx.mesh).generate(
+        [p.prompt for p in problems],
+        SamplingConfig(temperature=config.sample.temperature, n=config.prm.eval_n,
+                       max_new_tokens=config.sample.max_new_tokens, stop_strings=common.STOP),
+        seed=config.seed + 7)
+    return [(problems[i], text) for i, text in zip(out.prompt_index, out.texts)]
+
+
+def run_responses(ctx: StageContext, prm: ShardedModel, problems) -> tuple[dict, list]:
+    items = [(p, r) for p, r in sample_responses(ctx, problems) if r.strip()]
+    with SandboxPool() as pool:
+        truths = ground_truth.ground_truth([(p, r, None) for p, r in items], SandboxVerifier(pool))
+    kept = [(item, t) for item, t in zip(items, truths) if not t.masked and t.labels]
+    scores = score_lines(prm, ctx.tokenizer, [p.prompt for (p, _), _ in kept],
+                         [r for (_, r), _ in kept])
+    report = metrics_lib.failing_line_report(
+        scores, [list(t.labels) for _, t in kept], [t.passed for _, t in kept],
+        [p.meta["horizon"] for (p, _), _ in kept], [p.task_id for (p, _), _ in kept])
+    report["pass_rate"] = sum(t.passed for _, t in kept) / max(len(kept), 1)
+    report["masked"] = len(items) - len(kept)
+    return report, [(p, r, t, s) for ((p, r), t), s in zip(kept, scores)]
+
+
+def _draw(wd, scored) -> None:
+    shown = [x for x in scored if not x[2].passed and (x[2].first_error or 0) > 0] or \
+        [x for x in scored if not x[2].passed]
+    if not shown:
+        return
+    p, response, truth, scores = shown[0]
+    title = f"{p.task_id}: true first error at line {truth.first_error + 1} (ground truth)"
+    render_png(response, scores, wd.path("prm_lines.png"), title)
+    with open(wd.path("prm_lines.html"), "w") as f:
+        f.write(render_html(response, scores, title))
 
 
 def run(ctx: StageContext) -> dict:
     config = ctx.config
-    wd = ctx.workdir
-    tok = ctx.tokenizer
-    train_rows, test_rows = selected_rows(config, wd)
-    test_rows = [r for r in test_rows if r["lines"]]
-    prm = load_pretrained(wd.prm)
-    scores = score_lines(prm, tok, [r["prompt"] for r in test_rows], [r["response"] for r in test_rows])
-    labels = [[l["label"] for l in r["lines"]] for r in test_rows]
-    train_labels = [[l["label"] for l in r["lines"]] for r in train_rows]
-    result = {"heldout_responses": len(test_rows),
-              "prm": metrics_lib.line_metrics(scores, labels),
-              "baselines": metrics_lib.baseline_metrics(labels, train_labels)}
-    # The informative subset: failing responses the policy could have revised (the empty prefix
-    # is solvable), where the first error is not simply "the first line".
-    revised = [i for i, r in enumerate(test_rows) if not r["passed"] and r["empty_prefix_solvable"]]
-    if revised:
-        sub_labels = [labels[i] for i in revised]
-        result["revised"] = {"responses": len(revised),
-                             "prm": metrics_lib.line_metrics([scores[i] for i in revised], sub_labels),
-                             "baselines": metrics_lib.baseline_metrics(sub_labels, train_labels)}
-    failing = [i for i, r in enumerate(test_rows) if not r["passed"] and 0 < (r["first_error_line"] or 0)]
-    if failing:
-        i = failing[0]
-        title = (f"{test_rows[i]['task_id']}: first error at line {test_rows[i]['first_error_line'] + 1} "
-                 f"(binary search)")
-        render_png(test_rows[i]["response"], scores[i], wd.path("prm_lines.png"), title)
-        with open(wd.path("prm_lines.html"), "w") as f:
-            f.write(render_html(test_rows[i]["response"], scores[i], title))
-    for name, part in (("all", result), ("revised", result.get("revised"))):
-        if part is None:
-            continue
-        p, b = part["prm"], part["baselines"]
-        print(f"PRM held-out ({name}): AUROC {p['auroc']:.3f} (position baseline "
-              f"{b['position']['auroc']:.3f}), first-error accuracy {p['first_error_accuracy']:.3f} "
-              f"(position {b['position']['first_error_accuracy']:.3f}, majority "
-              f"{b['majority']['first_error_accuracy']:.3f})")
+    prm = ShardedModel(load_pretrained(ctx.workdir.prm), ctx.mesh)
+    problems = probe_problems(config)
+    result = {"probe": run_probe(prm, ctx.tokenizer, problems, config.seed)}
+    result["responses"], scored = run_responses(ctx, prm, problems)
+    _draw(ctx.workdir, scored)
+    pr, resp = result["probe"], result["responses"]
+    print(f"PRM probe on held-out compositions: wrong line below the right one in "
+          f"{pr['pair_accuracy']:.3f} of {pr['pairs']} pairs (position/task-mean baselines 0.5); "
+          f"program-line AUROC {pr['program_auroc']:.3f} (position "
+          f"{pr['baselines']['position']['program_auroc']:.3f}); comment lines mean |score| "
+          f"{pr['comment_lines']['mean_abs_score']:.3f}")
+    f = resp["failing"]
+    print(f"PRM on {resp['failing_responses']} failing held-out responses: line AUROC "
+          f"{f['scorer']['auroc']:.3f} (position {f['position']['auroc']:.3f}, task mean "
+          f"{f['task_mean']['auroc']:.3f}); first-error accuracy {f['scorer']['first_error_accuracy']:.3f} "
+          f"(position {f['position']['first_error_accuracy']:.3f})")
     logging.info("prm_eval done")
     return result

@@ -1,5 +1,8 @@
-"""Stage `prm_train`: the PRM (policy backbone + fresh scalar head) trained on binary-search
-labels of the training tasks (`prm.heldout_fraction` of tasks kept for `prm_eval`).
+"""Stage `prm_train`: the PRM (policy backbone + fresh scalar head) trained on the label files
+named by `prm.label_sources` (binary-search rows selected by `prm.selection`; "oracle" = the
+ground-truth labels, an upper-bound arm only), all from training compositions; with
+`prm.line_token_targets` every token of a line regresses to its label (`prm.dense_targets`)
+(`prm.heldout_fraction` of labelled tasks may be kept out as well).
 
 Writes workdir/prm (HF *ForTokenClassification) and workdir/prm_training (checkpoints, metrics).
 """
@@ -10,6 +13,7 @@ import numpy as np
 
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.prm import label as label_lib
+from prm_jax.prm.dense_targets import dense_prm_examples
 from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
 from prm_jax.train.examples import prm_examples
@@ -28,8 +32,17 @@ def split_rows(rows, fraction: float, seed: int):
     return [r for r in rows if r["task_id"] not in held], [r for r in rows if r["task_id"] in held]
 
 
+def source_rows(config: RunConfig, wd: Workdir, source: str) -> list[dict]:
+    """Unmasked rows of one label source ("oracle" reads labels_ground_truth.jsonl)."""
+    rows = label_lib.read_labels(wd.labels("ground_truth" if source == "oracle" else source))
+    return label_lib.select(rows, config.prm.selection if source == "binary_search" else "full")
+
+
 def selected_rows(config: RunConfig, wd: Workdir):
-    rows = label_lib.select(label_lib.read_labels(wd.labels("binary_search")), config.prm.selection)
+    """(train, held-out) rows of every configured label source, split by task."""
+    rows = [r for source in config.prm.label_sources for r in source_rows(config, wd, source)]
+    if config.prm.heldout_fraction == 0:
+        return rows, []
     return split_rows(rows, config.prm.heldout_fraction, config.seed)
 
 
@@ -40,14 +53,16 @@ def run(ctx: StageContext) -> dict:
     train_rows, _ = selected_rows(config, wd)
     if is_done(wd.prm):
         return dict(common.load_train_result(wd.run_dir(RUN_NAME)), resumed=True)
-    examples, skipped = prm_examples(train_rows, tok, config.sft.seq_len)
+    make = dense_prm_examples if config.prm.line_token_targets else prm_examples
+    examples, skipped = make(train_rows, tok, config.sft.seq_len)
     print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
     mesh = ctx.mesh
     model = load_pretrained(wd.policy, head="scalar", seed=config.seed)
     model, result = train(model, examples, loss=config.prm.loss,
                           config=common.loop_config(config.prm, config.seed), mesh=mesh,
                           workdir=config.workdir, name=RUN_NAME)
-    result.update(train_responses=len(train_rows), examples=len(examples), skipped_examples=skipped)
+    result.update(train_responses=len(train_rows), examples=len(examples), skipped_examples=skipped,
+                  label_sources=list(config.prm.label_sources))
     common.save_train_result(wd.run_dir(RUN_NAME), result)
     save_pretrained(model, wd.prm, tokenizer=tok)
     mark_done(wd.prm)

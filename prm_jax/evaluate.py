@@ -200,8 +200,6 @@ def main(argv=None) -> int:
         summary_path = check_output_path(summary_path_for(out), overwrite=args.overwrite,
                                          what="summary file")
         extra = {"include_challenge": not args.no_challenge_tests} if args.dataset == "mbpp" else {}
-        if args.problems and args.dataset != "synthetic" and os.path.isdir(args.problems):
-            raise FileNotFoundError(f"--problems {args.problems} is a directory, expected a file")
         problems, report = sources.load(args.dataset, args.problems,
                                         skip_invalid=args.skip_invalid, **extra)
         samples = read_samples(args.samples, {p.task_id: p for p in problems})

@@ -16,16 +16,18 @@ def _open_text(path: str):
     return gzip.open(path, "rt", encoding="utf-8") if path.endswith(".gz") else open(path, encoding="utf-8")
 
 
-def iter_jsonl(path: str, what: str = "file") -> Iterator[tuple[str, dict]]:
-    """Yields (`path:line`, object) for each non-blank line; `.gz` files are decompressed.
+def iter_json_lines(path: str, what: str = "file") -> Iterator[tuple[str, Any]]:
+    """Yields (`path:line`, parsed value) for each non-blank line, the value being a JsonlError
+    naming the line where it is not valid JSON (callers that skip bad rows keep going); `.gz`
+    files are decompressed.
 
-    Raises FileNotFoundError for a missing path or a directory, JsonlError naming the line for
-    anything that is not a JSON object.
+    Raises FileNotFoundError for a missing path or a directory, JsonlError for a file that cannot
+    be decoded.
     """
     if not os.path.exists(path):
         raise FileNotFoundError(f"{what} {path} does not exist")
     if os.path.isdir(path):
-        raise FileNotFoundError(f"{what} {path} is a directory, expected a JSONL file")
+        raise FileNotFoundError(f"{what} {path} is not a file (it is a directory)")
     try:
         with _open_text(path) as f:
             for line_no, line in enumerate(f, 1):
@@ -33,15 +35,23 @@ def iter_jsonl(path: str, what: str = "file") -> Iterator[tuple[str, dict]]:
                     continue
                 where = f"{path}:{line_no}"
                 try:
-                    row = json.loads(line)
+                    yield where, json.loads(line)
                 except json.JSONDecodeError as e:
-                    raise JsonlError(f"{where}: not valid JSON ({e.msg})") from e
-                if not isinstance(row, dict):
-                    raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
-                yield where, row
+                    yield where, JsonlError(f"{where}: not valid JSON ({e.msg})")
     except (gzip.BadGzipFile, UnicodeDecodeError, EOFError) as e:
         raise JsonlError(f"{path}: cannot be read as {'gzip ' if path.endswith('.gz') else ''}"
                          f"UTF-8 JSONL ({e})") from e
+
+
+def iter_jsonl(path: str, what: str = "file") -> Iterator[tuple[str, dict]]:
+    """Yields (`path:line`, object) for each non-blank line (see `iter_json_lines`); a line that
+    is not a JSON object is a JsonlError naming it."""
+    for where, row in iter_json_lines(path, what):
+        if isinstance(row, JsonlError):
+            raise row
+        if not isinstance(row, dict):
+            raise JsonlError(f"{where}: expected a JSON object, got {type(row).__name__}")
+        yield where, row
 
 
 def read_jsonl(path: str, what: str = "file") -> list[dict]:
@@ -72,11 +82,11 @@ def check_output_path(path: str, *, overwrite: bool, what: str = "--out") -> str
     path = os.path.abspath(path)
     folder = os.path.dirname(path)
     if os.path.isdir(path):
-        raise FileExistsError(f"{what} {path} is a directory, expected a file path")
+        raise FileExistsError(f"{what} {path} is a directory; give a file path")
     if not os.path.isdir(folder):
-        raise FileNotFoundError(f"{what} {path}: folder {folder} does not exist")
+        raise FileNotFoundError(f"the folder of {what} {path} ({folder}) does not exist")
     if os.path.exists(path) and not overwrite:
         raise FileExistsError(f"{what} {path} exists; pass --overwrite to replace it")
     if not os.access(folder, os.W_OK):
-        raise PermissionError(f"{what} {path}: folder {folder} is not writable")
+        raise PermissionError(f"the folder of {what} {path} ({folder}) is not writable")
     return path

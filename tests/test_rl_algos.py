@@ -44,46 +44,36 @@ def np_value_loss(vp, vold, R, m, eps=0.5):
     return 0.5 * np_masked_mean(np.maximum((vp - R) ** 2, (vc - R) ** 2), m)
 
 
-def np_group_scores(r, m, group):
-    scores = (r * m).sum(-1)
+def np_scorable_groups(m, group):
+    """Index lists of the scorable samples of each group with at least two of them."""
     scorable = m.sum(-1) > 0
-    return scores, scorable
+    for g in set(group.tolist()):
+        idx = [i for i in range(len(group)) if group[i] == g and scorable[i]]
+        if len(idx) >= 2:
+            yield idx
 
 
 def np_grpo(r, m, group, eps=1e-6):
-    scores, scorable = np_group_scores(r, m, group)
-    adv = np.zeros(len(scores))
-    for g in set(group.tolist()):
-        idx = [i for i in range(len(scores)) if group[i] == g and scorable[i]]
-        if len(idx) < 2:
-            continue
+    scores, adv = (r * m).sum(-1), np.zeros(len(group))
+    for idx in np_scorable_groups(m, group):
         s = scores[idx]
         adv[idx] = (s - s.mean()) / (s.std(ddof=1) + eps)
     return adv[:, None] * m
 
 
 def np_rloo(r, m, group):
-    scores, scorable = np_group_scores(r, m, group)
-    adv = np.zeros(len(scores))
-    for g in set(group.tolist()):
-        idx = [i for i in range(len(scores)) if group[i] == g and scorable[i]]
-        if len(idx) < 2:
-            continue
+    scores, adv = (r * m).sum(-1), np.zeros(len(group))
+    for idx in np_scorable_groups(m, group):
         for i in idx:
             adv[i] = scores[i] - np.mean([scores[j] for j in idx if j != i])
     return adv[:, None] * m
 
 
 def np_prime(r, m, group):  # PRIME recipe compute_rloo_advantage_return, one reward source
-    B, T = r.shape
-    out = np.zeros((B, T))
-    scorable = m.sum(-1) > 0
+    out = np.zeros(r.shape)
     means = np_masked_mean(r, m, axis=-1)
-    for g in set(group.tolist()):
-        idx = [i for i in range(B) if group[i] == g and scorable[i]]
+    for idx in np_scorable_groups(m, group):
         n = len(idx)
-        if n < 2:
-            continue
         for i in idx:
             out[i] = r[i] * n / (n - 1) - means[idx].sum() / (n - 1)
     out *= m

@@ -18,14 +18,13 @@ Formats:
 from __future__ import annotations
 
 import dataclasses
-import gzip
 import json
 import os
 import re
-from typing import Any, Callable, Iterator
+from typing import Any, Callable
 
 from prm_jax.data.problem import Problem, ProblemError
-from prm_jax.jsonio import write_jsonl_atomic
+from prm_jax.jsonio import JsonlError, iter_json_lines, write_jsonl_atomic
 
 DATASETS = ("humaneval", "mbpp", "io", "jsonl", "synthetic")
 
@@ -45,29 +44,14 @@ class LoadReport:
         return text
 
 
-def _rows(path: str) -> Iterator[tuple[int, Any]]:
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"problem file {path} does not exist")
-    opener = gzip.open if path.endswith(".gz") else open
-    with opener(path, "rt", encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                yield line_no, json.loads(line)
-            except json.JSONDecodeError as e:
-                yield line_no, ProblemError(f"not valid JSON ({e.msg})")
-
-
 def _load(path: str, parse: Callable[[dict, str], Problem], skip_invalid: bool
           ) -> tuple[list[Problem], LoadReport]:
     report = LoadReport(path)
     problems, seen = [], set()
-    for line_no, row in _rows(path):
-        where = f"{path}:{line_no}"
+    for where, row in iter_json_lines(path, "problem file"):
         try:
-            if isinstance(row, ProblemError):
-                raise row
+            if isinstance(row, JsonlError):
+                raise ProblemError(str(row))
             if not isinstance(row, dict):
                 raise ProblemError(f"expected a JSON object, got {type(row).__name__}")
             problem = parse(row, where)

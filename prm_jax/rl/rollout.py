@@ -21,7 +21,7 @@ from typing import Sequence
 
 import numpy as np
 
-from prm_jax.rl.rewards import RewardConfig, scored_lines
+from prm_jax.rl.rewards import RewardConfig, scored_lines, token_rewards
 
 MASK_INFRA, MASK_EMPTY, MASK_TRUNCATED = "infrastructure_error", "empty", "truncated"
 
@@ -113,8 +113,6 @@ def reward_parts(batch: RolloutBatch, prm_values_BxN: np.ndarray | None,
                  config: RewardConfig) -> dict[str, np.ndarray]:
     """Per-token `outcome` and `dense` rewards `[B, N]` (rewards.token_rewards per row; the PRM
     value of a line is `prm_values_BxN[row, reward token]`). Masked rows are all 0."""
-    from prm_jax.rl.rewards import token_rewards
-
     B, N = batch.response_mask.shape
     outcome = np.zeros((B, N), np.float32)
     dense = np.zeros((B, N), np.float32)

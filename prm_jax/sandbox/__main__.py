@@ -17,11 +17,10 @@ non-zero exit status.
 from __future__ import annotations
 
 import argparse
-import json
-import os
 import sys
 import time
 
+from prm_jax.jsonio import check_output_path, iter_jsonl, write_jsonl_atomic
 from prm_jax.sandbox.isolation import SandboxUnavailable
 from prm_jax.sandbox.pool import SandboxPool, validate_job
 from prm_jax.sandbox.types import Job, Limits
@@ -33,10 +32,7 @@ class InputError(ValueError):
     pass
 
 
-def parse_row(row, path: str, line_no: int, stop_on_first_failure: bool, strict: bool) -> Job:
-    where = f"{path}:{line_no}"
-    if not isinstance(row, dict):
-        raise InputError(f"{where}: expected a JSON object, got {type(row).__name__}")
+def parse_row(row: dict, where: str, stop_on_first_failure: bool, strict: bool) -> Job:
     unknown = sorted(set(row) - _KNOWN)
     if unknown:
         raise InputError(f"{where}: unknown fields {unknown}; expected {sorted(_KNOWN)}")
@@ -76,38 +72,14 @@ def parse_row(row, path: str, line_no: int, stop_on_first_failure: bool, strict:
 
 
 def read_jobs(path: str, stop_on_first_failure: bool = False, strict: bool = True) -> list[Job]:
-    if not os.path.exists(path):
-        raise InputError(f"input file {path} does not exist")
-    if not os.path.isfile(path):
-        raise InputError(f"input {path} is not a file")
     jobs, seen = [], set()
-    with open(path, encoding="utf-8") as f:
-        for line_no, line in enumerate(f, 1):
-            if not line.strip():
-                continue
-            try:
-                row = json.loads(line)
-            except json.JSONDecodeError as e:
-                raise InputError(f"{path}:{line_no}: not valid JSON ({e})") from e
-            job = parse_row(row, path, line_no, stop_on_first_failure, strict)
-            if job.id in seen:
-                raise InputError(f"{path}:{line_no}: duplicate id {job.id!r}")
-            seen.add(job.id)
-            jobs.append(job)
+    for where, row in iter_jsonl(path, "input file"):
+        job = parse_row(row, where, stop_on_first_failure, strict)
+        if job.id in seen:
+            raise InputError(f"{where}: duplicate id {job.id!r}")
+        seen.add(job.id)
+        jobs.append(job)
     return jobs
-
-
-def check_output(path: str, overwrite: bool) -> None:
-    """The output location is usable (checked before any job runs)."""
-    folder = os.path.dirname(os.path.abspath(path))
-    if os.path.isdir(path):
-        raise InputError(f"--out {path} is a directory; give a file path")
-    if not os.path.isdir(folder):
-        raise InputError(f"the folder of --out {path} does not exist")
-    if not os.access(folder, os.W_OK):
-        raise InputError(f"the folder of --out {path} is not writable")
-    if os.path.exists(path) and not overwrite:
-        raise InputError(f"{path} exists; pass --overwrite to replace it")
 
 
 def main(argv=None) -> int:
@@ -125,7 +97,7 @@ def main(argv=None) -> int:
     parser.add_argument("--overwrite", action="store_true", help="replace an existing --out file")
     args = parser.parse_args(argv)
     try:
-        check_output(args.out, args.overwrite)
+        check_output_path(args.out, overwrite=args.overwrite)
         if args.workers is not None and args.workers < 1:
             raise InputError(f"--workers must be at least 1, got {args.workers}")
         jobs = read_jobs(args.inp, args.stop_on_first_failure, not args.no_strict)
@@ -134,7 +106,6 @@ def main(argv=None) -> int:
     except (InputError, ValueError, OSError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
-    partial = args.out + ".partial"
     start = time.monotonic()
     counts: dict[str, int] = {}
     try:
@@ -143,12 +114,10 @@ def main(argv=None) -> int:
     except SandboxUnavailable as e:
         print(f"error: {e}", file=sys.stderr)
         return 3
+    for result in results:
+        counts[result.status] = counts.get(result.status, 0) + 1
     try:
-        with open(partial, "w", encoding="utf-8") as f:
-            for result in results:
-                counts[result.status] = counts.get(result.status, 0) + 1
-                f.write(json.dumps(result.to_dict()) + "\n")
-        os.replace(partial, args.out)
+        write_jsonl_atomic(args.out, [result.to_dict() for result in results])
     except OSError as e:
         print(f"error: could not write {args.out}: {e}", file=sys.stderr)
         return 2

@@ -108,7 +108,8 @@ def run(ctx: StageContext) -> dict:
         write_json_atomic(before_path, initial)
         writer.write(0, {"eval/pass@1": initial["pass@1"]})
     else:
-        initial = json.loads(open(before_path).read())
+        with open(before_path) as f:
+            initial = json.load(f)
     bar = tqdm(total=c.iterations, initial=start, desc=c.name, unit="iter", dynamic_ncols=True)
     t_start = time.perf_counter()
     last: dict = writer.last()

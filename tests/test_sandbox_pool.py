@@ -68,7 +68,7 @@ def test_infrastructure_errors_are_never_failures(monkeypatch):
         real = isolation.worker_command
         pool._discard(0)  # force a fresh start on the next job
         monkeypatch.setattr(pool_lib.isolation, "worker_command",
-                            lambda *a: (["/bin/false"], True))
+                            lambda *a, **k: (["/bin/false"], True))
         result = pool.run(Job(id="x", program=ADD, tests=("assert add(1, 2) == 3",)))
         assert result.status == "infrastructure_error"
         assert not result.scorable and not result.passed
@@ -76,7 +76,7 @@ def test_infrastructure_errors_are_never_failures(monkeypatch):
         # Transient: the first start fails, the retry succeeds.
         calls = []
 
-        def flaky(*args):
+        def flaky(*args, **kwargs):
             calls.append(1)
             return (["/bin/false"], True) if len(calls) == 1 else real(*args)
 

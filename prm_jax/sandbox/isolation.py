@@ -110,10 +110,13 @@ def server_bootstrap() -> str:
     return _BOOT % (sources, INSIDE_MODULES)
 
 
-def worker_command(level: str, uid: int, scratch: str) -> tuple[list[str], bool]:
-    """argv that starts one fork server, and whether it may sweep with kill(-1)."""
+def worker_command(level: str, uid: int, scratch: str,
+                   cpu: int | None = None) -> tuple[list[str], bool]:
+    """argv that starts one fork server (all its processes on `cpu`, when given), and whether
+    it may sweep with kill(-1)."""
     exe, prefix = interpreter()
     python = [exe, "-I", "-c", server_bootstrap()]
+    pin = [] if cpu is None else [f"cpu={int(cpu)}"]
     if level == "bwrap":
         bwrap = shutil.which("bwrap")
         if bwrap is None:
@@ -132,17 +135,18 @@ def worker_command(level: str, uid: int, scratch: str) -> tuple[list[str], bool]
             "--size", str(TMPFS_BYTES), "--tmpfs", "/dev/shm", "--mqueue", "/dev/mqueue",
             "--remount-ro", "/dev", "--size", str(TMPFS_BYTES), "--tmpfs", "/tmp",
             "--remount-ro", "/", "--chdir", "/tmp",
-            "--hostname", "sandbox", *python, "/tmp/sandbox", "sweep_all", "private_tmp"]
+            "--hostname", "sandbox", *python, "/tmp/sandbox", "sweep_all", "private_tmp", *pin]
         return cmd, True
     if level == "unshare":
         unshare = shutil.which("unshare")
         if unshare is None:
             raise SandboxUnavailable("unshare (util-linux) is not installed")
         cmd = _drop_privileges(uid) + [unshare, "--user", "--net", "--pid", "--fork",
-                                       "--kill-child", "--mount-proc", *python, scratch, "sweep_all"]
+                                       "--kill-child", "--mount-proc", *python, scratch, "sweep_all", *pin]
         return cmd, True
     if level == "rlimits":
-        return _drop_privileges(uid) + [*python, scratch, "sweep_all" if is_root() else "group"], is_root()
+        return (_drop_privileges(uid) + [*python, scratch, "sweep_all" if is_root() else "group", *pin],
+                is_root())
     raise ValueError(f"unknown isolation level {level!r}; expected one of {LEVELS}")
 
 

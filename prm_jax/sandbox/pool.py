@@ -46,13 +46,13 @@ class WorkerDied(RuntimeError):
 class _Worker:
     """One fork server process and its pipes."""
 
-    def __init__(self, level: str, uid: int):
+    def __init__(self, level: str, uid: int, cpu: int | None = None):
         self.level, self.uid = level, uid
         self.scratch = tempfile.mkdtemp(prefix=f"prm_jax_sandbox_{uid}_")
         if isolation.is_root():
             os.chown(self.scratch, uid, uid)
         os.chmod(self.scratch, 0o700)
-        cmd, self.sweep_all = isolation.worker_command(level, uid, self.scratch)
+        cmd, self.sweep_all = isolation.worker_command(level, uid, self.scratch, cpu)
         self.stderr = tempfile.TemporaryFile()
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0,
@@ -259,7 +259,10 @@ class SandboxPool:
     """Runs `Job`s in parallel in warm sandboxes. Use as a context manager or call `close()`."""
 
     def __init__(self, *, workers: int | None = None, limits: Limits = Limits(),
-                 isolation_level: str = "auto", max_attempts: int = 2):
+                 isolation_level: str = "auto", max_attempts: int = 2, pin_cpus: bool = True):
+        """`pin_cpus`: each worker's processes (server, judge, program) share one CPU of this
+        process's affinity set, worker i on the i-th CPU (round robin): test calls cross
+        between judge and program about three times faster than between CPUs."""
         if workers is not None and workers < 1:
             raise ValueError(f"workers must be >= 1, got {workers}")
         self.limits = limits
@@ -269,6 +272,7 @@ class SandboxPool:
         isolation.announce(self.level)
         self.num_workers = workers or max(1, os.cpu_count() or 1)
         self._base_uid = _uid_block(self.num_workers)
+        self._cpus = sorted(os.sched_getaffinity(0)) if pin_cpus else None
         self._free: queue.Queue[int] = queue.Queue()  # free worker slots
         self._lock = threading.Lock()
         self._live: dict[int, _Worker] = {}
@@ -292,7 +296,8 @@ class SandboxPool:
         return slot, worker
 
     def _start(self, slot: int) -> _Worker:
-        worker = _Worker(self.level, self._uid(slot))
+        cpu = self._cpus[slot % len(self._cpus)] if self._cpus else None
+        worker = _Worker(self.level, self._uid(slot), cpu)
         with self._lock:
             self._live[slot] = worker
         return worker

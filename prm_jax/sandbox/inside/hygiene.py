@@ -36,11 +36,31 @@ def set_subreaper():
 
 
 def apply_limits(memory_mb, cpu_s, fsize, nproc, nofile=256):
-    """rlimits for a process of the run (the program's or the judge's)."""
+    """rlimits and signal dispositions for a process of the run."""
+    process_defaults()
+    job_limits(memory_mb, cpu_s, fsize, nproc, nofile)
+
+
+def process_defaults():
+    """What a process of any run gets whatever the job: no core dumps, default dispositions
+    of the signals the server ignores or handles. Inherited by a fork (the zygote applies it
+    once for all its program processes)."""
+    try:
+        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
+    except (ValueError, OSError):
+        pass
+    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGCHLD):
+        signal.signal(sig, signal.SIG_DFL)
+
+
+def job_limits(memory_mb, cpu_s, fsize, nproc, nofile=256):
+    """The run's rlimits: address space and data (`memory_mb`), CPU seconds, output file
+    size, open descriptors, processes of the uid (`nproc`, when given). Set after the process
+    has moved the descriptors it keeps (`keep_fds`)."""
     mem = int(memory_mb) << 20
     for res, value in ((resource.RLIMIT_AS, mem), (resource.RLIMIT_DATA, mem),
                        (resource.RLIMIT_CPU, int(cpu_s)), (resource.RLIMIT_FSIZE, int(fsize)),
-                       (resource.RLIMIT_NOFILE, nofile), (resource.RLIMIT_CORE, 0)):
+                       (resource.RLIMIT_NOFILE, nofile)):
         try:
             resource.setrlimit(res, (value, value))
         except (ValueError, OSError):
@@ -50,8 +70,6 @@ def apply_limits(memory_mb, cpu_s, fsize, nproc, nofile=256):
             resource.setrlimit(resource.RLIMIT_NPROC, (nproc, nproc))
         except (ValueError, OSError):
             pass
-    for sig in (signal.SIGTERM, signal.SIGINT, signal.SIGPIPE, signal.SIGCHLD):
-        signal.signal(sig, signal.SIG_DFL)
 
 
 def keep_fds(fds):

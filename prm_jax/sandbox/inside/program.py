@@ -228,9 +228,14 @@ def serve(job, req_fd, rep_fd, rundir):
     module = types.ModuleType(SOLUTION_NAME)
     module.__file__ = path
     module.__builtins__ = builtins
-    try:
-        with open(path, "w", encoding="utf-8", errors="surrogateescape") as f:
-            f.write(job["program"])
+    try:  # raw writes: a text-mode open() costs a short run ~0.3 ms of copy-on-write faults
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            data = job["program"].encode("utf-8", "surrogateescape")
+            while data:
+                data = data[os.write(fd, data):]
+        finally:
+            os.close(fd)
     except OSError:
         pass
     sys.modules[SOLUTION_NAME] = module

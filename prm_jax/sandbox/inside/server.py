@@ -155,13 +155,11 @@ def _end_run(pids, sweep_all, spare=()):
     return statuses, clean
 
 
-def _file_tail(path, limit):
-    try:
-        with open(path, "rb") as f:
-            size = os.fstat(f.fileno()).st_size
-            data = f.read(limit + 1)
-    except OSError:
-        return "", 0
+def _memfd_tail(fd, limit):
+    """(the first `limit` bytes of an output file as text, its size); the file offset, which
+    the run's process shares, is left alone."""
+    size = os.fstat(fd).st_size
+    data = os.pread(fd, limit + 1, 0) if size else b""
     return data[:limit].decode("utf-8", "replace"), size
 
 
@@ -263,10 +261,9 @@ class Program:
     """A program process forked by the zygote ahead of its job (off the critical path); the
     server holds the request/reply pipes' ends for the judge and the job pipe."""
 
-    def __init__(self, zygote, rundir):
-        self.rundir = rundir
+    def __init__(self, zygote):
         self.status = None
-        self.pid, self.w_req, self.r_rep, self.job_fd = zygote.collect()
+        self.pid, self.w_req, self.r_rep, self.job_fd, self.out_fd, self.err_fd = zygote.collect()
 
     def start(self, job):
         """Hands the job over; False if the process is gone (it had run nothing yet)."""
@@ -276,9 +273,10 @@ class Program:
         except OSError:
             return False
 
-    def close(self):
-        """Closes the server's ends of the process's pipes (idempotent)."""
-        for name in ("job_fd", "w_req", "r_rep"):
+    def close(self, outputs=False):
+        """Closes the server's ends of the process's pipes, and with `outputs` its stdout and
+        stderr files (idempotent)."""
+        for name in ("job_fd", "w_req", "r_rep") + (("out_fd", "err_fd") if outputs else ()):
             fd = getattr(self, name)
             if fd is not None:
                 os.close(fd)
@@ -306,23 +304,27 @@ class Program:
 
 
 def program_child(rundir):
-    """What a forked program process does before its job arrives, then with it."""
-    def prepare(job_fd, req_fd, rep_fd):
-        req, rep, job_fd = hygiene.keep_fds([req_fd, rep_fd, job_fd])
+    """(what a forked program process does before its job arrives and then with it, the
+    zygote's one-time set-up for all of them)."""
+    def prepare(job_fd, req_fd, rep_fd, out_fd, err_fd):
+        req, rep, job_fd, out_fd, err_fd = hygiene.keep_fds([req_fd, rep_fd, job_fd, out_fd,
+                                                            err_fd])
         os.setsid()
         os.chdir(rundir)
-        hygiene.set_dumpable(True)
-        _redirect("/dev/null", *_output_paths(rundir))
-        _std_streams()
+        # fd 0 is /dev/null already; sys.std* were made by the zygote on fds 0-2.
+        os.dup2(out_fd, 1)
+        os.dup2(err_fd, 2)
+        os.close(out_fd)
+        os.close(err_fd)
         job = zygote_lib.read_job(job_fd)
-        hygiene.apply_limits(job["memory_mb"], job["cpu_s"], job["output_limit_bytes"],
-                             job.get("nproc"))
+        hygiene.job_limits(job["memory_mb"], job["cpu_s"], job["output_limit_bytes"],
+                           job.get("nproc"))
         program.serve(job, req, rep, rundir)
-    return prepare
 
-
-def _output_paths(rundir):
-    return os.path.join(rundir, "stdout.txt"), os.path.join(rundir, "stderr.txt")
+    def zygote_init():
+        hygiene.process_defaults()
+        _std_streams()
+    return prepare, zygote_init
 
 
 def _parse_records(report):
@@ -372,9 +374,8 @@ def run_assert(job, judge_proc, prog, zygote, sweep_all):
         statuses[prog.pid] = prog.stop(zygote)
     elif prog.ended(zygote) is not None:
         statuses[prog.pid] = prog.status
-    out_path, err_path = _output_paths(prog.rundir)
-    output, out_size = _file_tail(out_path, 4096)
-    errors, err_size = _file_tail(err_path, 4096)
+    output, out_size = _memfd_tail(prog.out_fd, 4096)
+    errors, err_size = _memfd_tail(prog.err_fd, 4096)
     program_exit, program_rss = statuses.get(prog.pid, (None, 0))
     return {"records": [r for r in records if r.get("t") != "end"],
             "timeout": supervisor.timed_out, "memory_exceeded": supervisor.memory_exceeded,
@@ -392,13 +393,6 @@ def _memfd(name, data=b""):
         data = data[os.write(fd, data):]
     os.lseek(fd, 0, os.SEEK_SET)
     return fd
-
-
-def _memfd_tail(fd, limit):
-    size = os.fstat(fd).st_size
-    os.lseek(fd, 0, os.SEEK_SET)
-    data = os.read(fd, limit + 1) if size else b""
-    return data[:limit].decode("utf-8", "replace"), size
 
 
 def run_io(job, rundir, sweep_all, spare=()):
@@ -502,8 +496,16 @@ def main(argv):
     os.dup2(devnull, 1)
     os.close(devnull)
     scratch = argv[0] if argv else "/tmp/sandbox"
-    sweep_all = len(argv) > 1 and argv[1] == "sweep_all"
-    private = len(argv) > 2 and argv[2] == "private_tmp"
+    flags = set(argv[1:])
+    sweep_all, private = "sweep_all" in flags, "private_tmp" in flags
+    for flag in flags:
+        if flag.startswith("cpu="):
+            # The judge and the program process hand every call back and forth: on one CPU a
+            # round trip costs a third of what it costs between two (no cross-CPU wake-ups).
+            try:
+                os.sched_setaffinity(0, {int(flag[4:])})
+            except (OSError, ValueError):
+                pass
     hygiene.set_dumpable(False)
     hygiene.set_subreaper()
     _preload()
@@ -514,7 +516,7 @@ def main(argv):
     _reset_state(scratch, rundir, private)
     send(proto_out, {"ready": True, "pid": os.getpid(), "uid": os.getuid(),
                      "python": sys.version.split()[0]})
-    zygote = zygote_lib.Zygote(program_child(rundir))  # before any job: see zygote.py
+    zygote = zygote_lib.Zygote(*program_child(rundir))  # before any job: see zygote.py
     judge_proc = Judge()
     zygote.request()
     prog = None
@@ -529,7 +531,7 @@ def main(argv):
         judge_ok = True
         spare = {zygote.pid, judge_proc.pid}
         try:
-            prog = Program(zygote, rundir)
+            prog = Program(zygote)
             if job["kind"] == "assert":
                 out, judge_ok = run_assert(job, judge_proc, prog, zygote, sweep_all)
             else:
@@ -548,6 +550,7 @@ def main(argv):
         # the worker (the verdict sent stands) and the next job runs on a fresh one.
         if prog is not None:
             prog.stop(zygote, wait=False)
+            prog.close(outputs=True)
         clean = hygiene.sweep(sweep_all, pgids=(prog.pid,) if prog else (), spare=spare)
         if not judge_ok or not judge_proc.usable():
             judge_proc.stop()

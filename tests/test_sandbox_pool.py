@@ -111,3 +111,14 @@ def test_stop_on_first_failure():
         io = pool.run(Job(id="c", program="x = int(input())\nassert x != 2\nprint(x * 2)",
                           stop_on_first_failure=True, io=(("1", "2"), ("2", "4"), ("3", "6"))))
         assert [t.error for t in io.tests] == ["", "runtime", "not_run"]
+
+
+def test_workers_are_pinned_to_one_cpu_each_unless_asked_not_to():
+    cpus = sorted(os.sched_getaffinity(0))
+    program = "import os\nAFFINITY = sorted(os.sched_getaffinity(0))\n"
+    pinned = f"assert len(AFFINITY) == 1 and AFFINITY[0] in {cpus!r}, AFFINITY"
+    for pin, test in ((True, pinned), (False, f"assert AFFINITY == {cpus!r}, AFFINITY")):
+        with SandboxPool(workers=2, pin_cpus=pin) as pool:
+            results = pool.run_many([Job(id=f"a{i}", program=program, tests=(test,))
+                                     for i in range(6)])
+        assert all(r.passed for r in results), [r.message for r in results]

@@ -13,6 +13,7 @@ worker on every attempt is the program's doing (`runtime_error`); a worker that 
 from __future__ import annotations
 
 import concurrent.futures
+import functools
 import json
 import logging
 import math
@@ -57,7 +58,8 @@ class _Worker:
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self.stderr, bufsize=0,
             start_new_session=True, close_fds=True, cwd="/",
-            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self.scratch})
+            env={"PATH": "/usr/bin:/bin", "LANG": "C.UTF-8", "HOME": self.scratch,
+                 "LD_BIND_NOW": "1"})
         hello = self._recv(_START_TIMEOUT_S)
         if not hello or not hello.get("ready"):
             self.kill()
@@ -247,12 +249,22 @@ def validate_job(job: Job) -> None:
 
 
 def _check_compiles(source: str, what: str, filename: str) -> None:
+    error = _compile_error(source, filename)
+    if error is not None:
+        raise ValueError(f"{what} is not valid Python: {error}")
+
+
+@functools.lru_cache(maxsize=4096)
+def _compile_error(source: str, filename: str) -> str | None:
+    """Why `source` does not compile as module code, or None; memoised (RL reruns the same
+    tests on every sample of a problem)."""
     try:
         compile(source, filename, "exec", dont_inherit=True)
     except SyntaxError as e:
-        raise ValueError(f"{what} is not valid Python: {e.msg} (line {e.lineno})") from e
+        return f"{e.msg} (line {e.lineno})"
     except (ValueError, RecursionError, MemoryError) as e:
-        raise ValueError(f"{what} is not valid Python: {e}") from e
+        return str(e)
+    return None
 
 
 class SandboxPool:

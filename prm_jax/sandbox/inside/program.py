@@ -199,6 +199,13 @@ def _builtins_restorer():
     snapshot = dict(namespace)
 
     def restore():
+        # Usually nothing changed: one C-level comparison (identical values compare equal
+        # without calling anything) instead of a Python loop over every builtin per call.
+        try:
+            if len(namespace) == len(snapshot) and namespace == snapshot:
+                return
+        except BaseException:  # a replaced builtin whose __eq__ fails
+            pass
         for key, value in snapshot.items():
             if namespace.get(key) is not value:
                 namespace[key] = value

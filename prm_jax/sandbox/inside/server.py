@@ -264,6 +264,10 @@ class Program:
     def __init__(self, zygote):
         self.status = None
         self.pid, self.w_req, self.r_rep, self.job_fd, self.out_fd, self.err_fd = zygote.collect()
+        try:
+            self.pidfd = os.pidfd_open(self.pid)
+        except OSError:
+            self.pidfd = None
 
     def start(self, job):
         """Hands the job over; False if the process is gone (it had run nothing yet)."""
@@ -275,12 +279,19 @@ class Program:
 
     def close(self, outputs=False):
         """Closes the server's ends of the process's pipes, and with `outputs` its stdout and
-        stderr files (idempotent)."""
-        for name in ("job_fd", "w_req", "r_rep") + (("out_fd", "err_fd") if outputs else ()):
+        stderr files and its pidfd (idempotent)."""
+        names = ("job_fd", "w_req", "r_rep") + (("out_fd", "err_fd", "pidfd") if outputs else ())
+        for name in names:
             fd = getattr(self, name)
             if fd is not None:
                 os.close(fd)
                 setattr(self, name, None)
+
+    def wait_gone(self, timeout):
+        """Waits (at most `timeout` s) until the killed process has exited: the sweep that
+        follows then finds nothing to poll for (a polling sweep oversleeps its exit)."""
+        if self.pidfd is not None:
+            select.select([self.pidfd], [], [], timeout)
 
     def ended(self, zygote):
         """(exit status, max rss KiB) if the process has already ended, else None."""
@@ -550,6 +561,7 @@ def main(argv):
         # the worker (the verdict sent stands) and the next job runs on a fresh one.
         if prog is not None:
             prog.stop(zygote, wait=False)
+            prog.wait_gone(1.0)
             prog.close(outputs=True)
         clean = hygiene.sweep(sweep_all, pgids=(prog.pid,) if prog else (), spare=spare)
         if not judge_ok or not judge_proc.usable():

@@ -30,7 +30,7 @@ import ml_collections
 def get_config() -> ml_collections.ConfigDict:
     config = ml_collections.ConfigDict()
     # Stages run in order; names are keys of prm_jax.run.STAGES.
-    config.stages = ("sft", "sample", "label", "prm_train", "prm_eval", "rl")
+    config.stages = ("sft", "rl_baseline", "sample", "label", "prm_train", "prm_eval", "rl")
     config.seed = 0
     # A local directory with tokenizer.json, "builtin", or "" = init_from's tokenizer if
     # init_from is set, else the built-in one. A tokenizer that does not match the model is an error.
@@ -65,9 +65,10 @@ def get_config() -> ml_collections.ConfigDict:
     config.sft = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=3e-3, warmup_steps=30, checkpoint_every=100,
         seq_len=256, snapshot_steps=(300,)))
-    # n responses per problem from the final policy, snapshot_n from each SFT snapshot.
+    # Responses per labelling problem: n from the final SFT policy, snapshot_n from each SFT
+    # snapshot, rl_baseline_n from each of the rl_baseline run's snapshots (the paper's source).
     config.sample = ml_collections.ConfigDict(dict(
-        num_problems=96, n=4, snapshot_n=0, temperature=0.8, max_new_tokens=160))
+        num_problems=96, n=0, snapshot_n=0, rl_baseline_n=1, temperature=0.8, max_new_tokens=160))
     # mc_responses: failing responses (random across tasks) also labelled by per-line MC;
     # reference_tasks: references of further training tasks mutated line by line (AST mutants,
     # mutation_per_line each, and teacher_n policy rewrites at teacher_temperature), labelled by
@@ -82,6 +83,16 @@ def get_config() -> ml_collections.ConfigDict:
         steps=600, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
         loss="prm_mse", selection="full", label_sources=("reference_mutation",),
         line_token_targets=False, heldout_fraction=0.0, probe_problems=96, eval_n=2))
+
+    # Stage "rl_baseline": the paper's first RL run — PPO on the unit-test reward only, critic
+    # from the policy — exporting its policy at `snapshots` evenly spaced iterations for `sample`.
+    # It is also the outcome-only arm that `rl` is compared with (same budget and seeds).
+    config.rl_baseline = ml_collections.ConfigDict(dict(
+        name="rl_baseline", iterations=20, prompts=16, samples=4, num_problems=512,
+        temperature=1.0, max_new_tokens=96, estimator="gae", dense=False, critic_init="policy",
+        kl_coef=0.01, kl_mode="reward", gamma=1.0, lam=1.0, whiten=True, clip=0.2, value_clip=0.5,
+        policy_lr=2e-4, critic_lr=1e-3, epochs=1, minibatches=2, micro_batches=1, eval_every=5,
+        checkpoint_every=5, snapshots=4))
 
     # RL (stage "rl"): PSGPO by default — PPO with the unit-test reward, the PRM's dense line
     # rewards and a PRM-initialised critic. configs/rl_ppo.py holds the other arms.

@@ -56,8 +56,8 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> StageContext:
             raise ResumeMismatchError(
                 f"workdir {wd.root} holds a run with a different config; refusing to mix results. "
                 f"Differences: {'; '.join(diff)}. Use a new --workdir (or restore those values).")
-    if run_config.rl is not None and "rl" in run_config.stages:
-        _check_rl_run(wd, run_config)
+    for section in _rl_runs(run_config):
+        _check_rl_run(wd, section)
     return StageContext(config=run_config, workdir=wd, tokenizer=tokenizer, mesh=mesh)
 
 
@@ -65,19 +65,27 @@ def rl_config_path(wd: Workdir, name: str) -> str:
     return wd.path(name, "config.json")
 
 
-def _check_rl_run(wd: Workdir, run_config: RunConfig) -> None:
-    """A named RL run resumes only with the same `rl` section (its own config.json)."""
-    path = rl_config_path(wd, run_config.rl.name)
+def _rl_runs(run_config: RunConfig) -> list:
+    """The RL sections (rl, rl_baseline) whose stages this invocation runs."""
+    return [getattr(run_config, stage) for stage in ("rl_baseline", "rl")
+            if stage in run_config.stages and getattr(run_config, stage) is not None]
+
+
+def _check_rl_run(wd: Workdir, section) -> None:
+    """A named RL run resumes only with the same RL section (its own config.json)."""
+    path = rl_config_path(wd, section.name)
     if not os.path.exists(path):
         return
     with open(path) as f:
         previous = json.load(f)
-    old, new = flatten(previous), flatten(json.loads(json.dumps(dataclasses.asdict(run_config.rl))))
-    diff = [f"rl.{k}: {old[k]!r} -> {new[k]!r}" for k in sorted(set(old) & set(new)) if old[k] != new[k]]
+    old, new = flatten(previous), flatten(json.loads(json.dumps(dataclasses.asdict(section))))
+    diff = [f"{section.SECTION}.{k}: {old[k]!r} -> {new[k]!r}"
+            for k in sorted(set(old) & set(new)) if old[k] != new[k]]
     if diff:
         raise ResumeMismatchError(
-            f"RL run {run_config.rl.name!r} in {wd.root} was made with a different rl config; "
-            f"differences: {'; '.join(diff)}. Choose another --config.rl.name.")
+            f"RL run {section.name!r} in {wd.root} was made with a different {section.SECTION} "
+            f"config; differences: {'; '.join(diff)}. Choose another "
+            f"--config.{section.SECTION}.name.")
 
 
 def _previous(path: str) -> dict:
@@ -96,16 +104,16 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     stored = _previous(wd.config)
     write_json_atomic(wd.config, {**stored, **{k: v for k, v in run_config.to_json_dict().items()
                                                if v is not None or k not in stored}})
-    if run_config.rl is not None and "rl" in run_config.stages:
-        os.makedirs(wd.path(run_config.rl.name), exist_ok=True)
-        write_json_atomic(rl_config_path(wd, run_config.rl.name), dataclasses.asdict(run_config.rl))
+    for section in _rl_runs(run_config):
+        os.makedirs(wd.path(section.name), exist_ok=True)
+        write_json_atomic(rl_config_path(wd, section.name), dataclasses.asdict(section))
     summary = _previous(wd.summary)
     results = {}
     for stage in run_config.stages:
         logging.info("stage %s", stage)
         start = time.perf_counter()
         # RL arms are named runs sharing a workdir: each has its own summary entry.
-        key = run_config.rl.name if stage == "rl" else stage
+        key = getattr(run_config, stage).name if stage in ("rl", "rl_baseline") else stage
         results[key] = STAGES[stage](ctx)
         results[key]["stage_seconds"] = round(time.perf_counter() - start, 1)
         summary[key] = results[key]

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import dataclasses
 import os
-from typing import Any, Mapping
+from typing import Any, ClassVar, Mapping
 
 import ml_collections
 
@@ -27,7 +27,8 @@ EVAL_DATASETS = ("humaneval", "mbpp", "io", "jsonl", "synthetic")
 # section is checked per named RL run instead (workdir/<rl.name>/config.json), so several arms
 # share one workdir.
 NON_RESULT_KEYS = ("workdir", "stages", "distributed", "mesh.", "sft.checkpoint_every",
-                   "prm.checkpoint_every", "rl.")
+                   "prm.checkpoint_every", "rl.",
+                   "rl_baseline.checkpoint_every")
 
 
 class ConfigValueError(config_utils.ConfigKeyError):
@@ -111,15 +112,19 @@ class SFTConfig(TrainSection):
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class SampleConfig:
     num_problems: int = 96
-    # Responses per problem from the final policy and from each SFT snapshot.
+    # Responses per problem from the final SFT policy, from each SFT snapshot and from each
+    # snapshot of the outcome-only RL run (`rl_baseline.snapshots`, the paper's source).
     n: int = 4
     snapshot_n: int = 0
+    rl_baseline_n: int = 0
     temperature: float = 0.8
     max_new_tokens: int = 160
 
     def __post_init__(self):
-        _positive(self, "sample", "num_problems", "n", "max_new_tokens")
-        _non_negative(self, "sample", "snapshot_n", "temperature")
+        _positive(self, "sample", "num_problems", "max_new_tokens")
+        _non_negative(self, "sample", "n", "snapshot_n", "rl_baseline_n", "temperature")
+        _need(self.n + self.snapshot_n + self.rl_baseline_n > 0, "sample.n/snapshot_n/rl_baseline_n",
+              (self.n, self.snapshot_n, self.rl_baseline_n), "at least one response per problem")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -255,34 +260,48 @@ class RLConfig:
     # Held-out greedy pass@1 every eval_every iterations (0 = only at the end).
     eval_every: int = 5
     checkpoint_every: int = 5
+    # Policies exported at this many evenly spaced iterations (workdir/policy_<name>_it<N>).
+    snapshots: int = 0
+
+    SECTION: ClassVar[str] = "rl"
 
     def __post_init__(self):
         from prm_jax.rl.algos import ESTIMATORS
         from prm_jax.rl.critic_init import CRITIC_INITS
         from prm_jax.rl.rewards import DENSE_FORMS
 
-        _need(bool(self.name) and self.name.replace("_", "").isalnum(), "rl.name", self.name,
+        s = self.SECTION
+        _need(bool(self.name) and self.name.replace("_", "").isalnum(), f"{s}.name", self.name,
               "a name of letters, digits and _")
-        _positive(self, "rl", "iterations", "prompts", "samples", "num_problems", "max_new_tokens",
+        _positive(self, s, "iterations", "prompts", "samples", "num_problems", "max_new_tokens",
                   "policy_lr", "critic_lr", "epochs", "minibatches", "micro_batches",
                   "checkpoint_every", "temperature")
-        _non_negative(self, "rl", "lambda_fail", "lambda_pass", "critic_warmup", "kl_coef",
+        _non_negative(self, s, "lambda_fail", "lambda_pass", "critic_warmup", "kl_coef",
                       "entropy_coef", "eval_every", "clip", "value_clip")
-        _need(self.estimator in ESTIMATORS, "rl.estimator", self.estimator, f"one of {sorted(ESTIMATORS)}")
-        _need(self.dense_form in DENSE_FORMS, "rl.dense_form", self.dense_form, f"one of {DENSE_FORMS}")
-        _need(self.normalize_by in ("code_lines", "all_lines"), "rl.normalize_by", self.normalize_by,
+        _need(self.estimator in ESTIMATORS, f"{s}.estimator", self.estimator, f"one of {sorted(ESTIMATORS)}")
+        _need(self.dense_form in DENSE_FORMS, f"{s}.dense_form", self.dense_form, f"one of {DENSE_FORMS}")
+        _need(self.normalize_by in ("code_lines", "all_lines"), f"{s}.normalize_by", self.normalize_by,
               "code_lines or all_lines")
-        _need(self.truncated in ("score", "mask"), "rl.truncated", self.truncated, "score or mask")
-        _need(self.critic_init in CRITIC_INITS, "rl.critic_init", self.critic_init,
+        _need(self.truncated in ("score", "mask"), f"{s}.truncated", self.truncated, "score or mask")
+        _need(self.critic_init in CRITIC_INITS, f"{s}.critic_init", self.critic_init,
               f"one of {CRITIC_INITS}")
-        _need(self.kl_mode in ("reward", "loss"), "rl.kl_mode", self.kl_mode, "reward or loss")
-        _need(0 < self.gamma <= 1 and 0 <= self.lam <= 1, "rl.gamma/lam", (self.gamma, self.lam),
+        _need(self.kl_mode in ("reward", "loss"), f"{s}.kl_mode", self.kl_mode, "reward or loss")
+        _need(0 < self.gamma <= 1 and 0 <= self.lam <= 1, f"{s}.gamma/lam", (self.gamma, self.lam),
               "gamma in (0, 1] and lam in [0, 1]")
-        _need(self.prompts <= self.num_problems, "rl.prompts", self.prompts,
-              f"at most rl.num_problems={self.num_problems}")
-        _need(len(self.critic_affine) == 2, "rl.critic_affine", self.critic_affine, "a pair (a, c)")
-        _need(self.critic_warmup < self.iterations, "rl.critic_warmup", self.critic_warmup,
-              f"fewer than rl.iterations={self.iterations}")
+        _need(self.prompts <= self.num_problems, f"{s}.prompts", self.prompts,
+              f"at most {s}.num_problems={self.num_problems}")
+        _need(len(self.critic_affine) == 2, f"{s}.critic_affine", self.critic_affine, "a pair (a, c)")
+        _need(self.critic_warmup < self.iterations, f"{s}.critic_warmup", self.critic_warmup,
+              f"fewer than {s}.iterations={self.iterations}")
+        _need(0 <= self.snapshots <= self.iterations, f"{s}.snapshots", self.snapshots,
+              f"between 0 and {s}.iterations={self.iterations}")
+
+    @property
+    def snapshot_iterations(self) -> tuple[int, ...]:
+        """`snapshots` evenly spaced iterations, the last one included (the paper samples PRM
+        training responses from 4 evenly spaced checkpoints of the outcome-only run)."""
+        return tuple(round(k * self.iterations / self.snapshots)
+                     for k in range(1, self.snapshots + 1))
 
     @property
     def uses_critic(self) -> bool:
@@ -291,6 +310,22 @@ class RLConfig:
     @property
     def uses_prm(self) -> bool:
         return self.dense or (self.uses_critic and self.critic_init.startswith("prm"))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class RLBaselineConfig(RLConfig):
+    """Stage `rl_baseline`: the paper's outcome-only PPO run (unit-test reward, critic from the
+    policy) whose evenly spaced checkpoints answer the labelling problems (`sample`)."""
+
+    name: str = "rl_baseline"
+    snapshots: int = 4
+
+    SECTION: ClassVar[str] = "rl_baseline"
+
+    def __post_init__(self):
+        super().__post_init__()
+        _need(not self.uses_prm, "rl_baseline.dense/critic_init", (self.dense, self.critic_init),
+              "no PRM (the PRM is trained on this run's responses)")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -307,12 +342,13 @@ class ModelCheckConfig:
 
 # Section name in the ConfigDict -> dataclass; None when the config has no such section.
 SECTIONS = {"data": DataConfig, "sft": SFTConfig, "sample": SampleConfig,
-            "label": LabelStageConfig, "prm": PRMConfig, "eval": EvalConfig, "rl": RLConfig}
+            "label": LabelStageConfig, "prm": PRMConfig, "eval": EvalConfig, "rl": RLConfig,
+            "rl_baseline": RLBaselineConfig}
 # Stage -> the sections it reads.
 STAGE_SECTIONS = {"sft": ("data", "sft", "sample"), "sample": ("data", "sft", "sample"),
                   "label": ("data", "sample", "label"), "prm_train": ("sft", "prm"),
                   "prm_eval": ("prm",), "evaluate": ("eval",), "model_check": (),
-                  "rl": ("data", "sample", "rl")}
+                  "rl": ("data", "sample", "rl"), "rl_baseline": ("data", "sample", "rl_baseline")}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -337,6 +373,7 @@ class RunConfig:
     prm: PRMConfig | None = None
     eval: EvalConfig | None = None
     rl: RLConfig | None = None
+    rl_baseline: RLBaselineConfig | None = None
     model_check: ModelCheckConfig = dataclasses.field(default_factory=ModelCheckConfig)
 
     @property
@@ -386,6 +423,15 @@ class RunConfig:
                     raise config_utils.ConfigKeyError(
                         f"stage {stage!r} needs the config section config.{section}, which this "
                         "config does not define")
+        if self.rl is not None and self.rl_baseline is not None and self.rl.name == self.rl_baseline.name:
+            raise config_utils.ConfigKeyError(
+                f"config.rl.name and config.rl_baseline.name are both {self.rl.name!r}: two RL runs "
+                "would share a folder")
+        if ("sample" in self.stages and self.sample is not None and self.sample.rl_baseline_n
+                and (self.rl_baseline is None or not self.rl_baseline.snapshots)):
+            raise config_utils.ConfigKeyError(
+                f"config.sample.rl_baseline_n={self.sample.rl_baseline_n} samples from the "
+                "rl_baseline run's snapshots, but config.rl_baseline is missing or has snapshots=0")
         if self.eval is not None and self.eval.dataset != "synthetic" and self.eval.problems:
             path = os.path.abspath(os.path.expanduser(self.eval.problems))
             if not os.path.isfile(path):

@@ -3,6 +3,8 @@
   config.json              the resolved, validated config of the run (absolute paths)
   summary.json             one entry per stage that has run, merged across invocations
   policy/, policy_step<N>/ SFT policy and snapshots (HF checkpoints + tokenizer)
+  policy_<run>/, policy_<run>_it<N>/
+                           an RL run's final policy and its snapshots
   responses.jsonl          sampled responses with their test verdicts
   labels_<method>.jsonl    line labels: binary_search, monte_carlo, mutation
   prm/                     the PRM (HF *ForTokenClassification checkpoint)
@@ -53,6 +55,10 @@ class Workdir:
     def run_dir(self, name: str) -> str:
         return self.path(name)
 
+    def run_policy(self, name: str, iteration: int | None = None) -> str:
+        """An RL run's exported policy: final, or its snapshot at `iteration`."""
+        return self.path(f"policy_{name}" + ("" if iteration is None else f"_it{iteration}"))
+
 
 def is_done(path: str) -> bool:
     """A directory written completely (a `DONE` marker is its last file)."""
@@ -62,3 +68,12 @@ def is_done(path: str) -> bool:
 def mark_done(path: str) -> None:
     with open(os.path.join(path, "DONE"), "w") as f:
         f.write(time.strftime("%Y-%m-%dT%H:%M:%S"))
+
+
+def clear_done(path: str) -> None:
+    """Removes the `DONE` marker before `path` is rewritten (a rewrite cut short is then not
+    taken for complete)."""
+    try:
+        os.remove(os.path.join(path, "DONE"))
+    except FileNotFoundError:
+        pass

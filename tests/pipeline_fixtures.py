@@ -21,7 +21,8 @@ def launch(tmp_path, *overrides, devices=1, config="configs/default.py"):
 SMALL_PIPELINE = (
     "--config.data.num_train=64", "--config.data.num_test=8", "--config.data.max_horizon=3",
     "--config.sft.steps=30", "--config.sft.checkpoint_every=10", "--config.sft.snapshot_steps=(10,)",
-    "--config.sample.num_problems=8", "--config.sample.n=2", "--config.sample.snapshot_n=1",
+    "--config.sample.num_problems=8", "--config.sample.n=1", "--config.sample.snapshot_n=1",
+    "--config.sample.rl_baseline_n=1",
     "--config.sample.max_new_tokens=48", "--config.label.k=2", "--config.label.mc_responses=3",
     "--config.label.mutation_responses=4", "--config.prm.steps=10", "--config.prm.batch_size=4",
     "--config.prm.heldout_fraction=0.5", "--config.prm.probe_problems=12",
@@ -29,13 +30,18 @@ SMALL_PIPELINE = (
     "--config.model.hidden_size=64", "--config.model.intermediate_size=128",
     "--config.rl.iterations=2", "--config.rl.prompts=4", "--config.rl.samples=2",
     "--config.rl.max_new_tokens=48", "--config.rl.eval_every=0", "--config.rl.checkpoint_every=1",
-    "--config.rl.num_problems=16")
-STAGES = {"sft", "sample", "label", "prm_train", "prm_eval", "rl"}
+    "--config.rl.num_problems=16",
+    "--config.rl_baseline.iterations=2", "--config.rl_baseline.prompts=4",
+    "--config.rl_baseline.samples=2", "--config.rl_baseline.max_new_tokens=48",
+    "--config.rl_baseline.eval_every=0", "--config.rl_baseline.checkpoint_every=1",
+    "--config.rl_baseline.num_problems=16", "--config.rl_baseline.snapshots=2")
+STAGES = {"sft", "rl_baseline", "sample", "label", "prm_train", "prm_eval", "rl"}
 
 
 @pytest.fixture(scope="session")
 def small_run(tmp_path_factory):
-    """SFT → sample → label → PRM train → PRM eval, shrunk to run in about half a minute."""
+    """The default pipeline (SFT → outcome-only RL → sample → label → PRM train → PRM eval →
+    PSGPO RL), shrunk to run in about a minute."""
     workdir = tmp_path_factory.mktemp("small_run")
     proc = launch(workdir, *SMALL_PIPELINE)
     assert proc.returncode == 0, proc.stderr[-4000:]

@@ -68,10 +68,13 @@ def test_default_pipeline_end_to_end_small(small_run):
     tmp_path, summary = small_run
     assert set(summary) == STAGES
     assert "by_horizon" in summary["sft"]["test"] and "loss" in summary["sft"]
-    # Responses from two checkpoints: the step-10 snapshot (1 each) and the final policy (2 each).
-    assert summary["sample"]["responses"] == 24
-    assert set(summary["sample"]["pass_rate_by_policy"]) == {"policy_step10", "policy"}
-    assert summary["label"]["binary_search"]["responses"] == 24
+    # One response per problem from each of four checkpoints: the SFT step-10 snapshot, the final
+    # SFT policy and the outcome-only RL run's two snapshots (iterations 1 and 2).
+    assert summary["sample"]["responses"] == 32
+    assert set(summary["sample"]["pass_rate_by_policy"]) == {
+        "policy_step10", "policy", "policy_rl_baseline_it1", "policy_rl_baseline_it2"}
+    assert summary["label"]["binary_search"]["responses"] == 32
+    assert summary["rl_baseline"]["iterations"] == 2 and "test_before" in summary["rl_baseline"]
     assert 0.0 <= summary["label"]["agreement"]["line_agreement"] <= 1.0
     assert 0.0 <= summary["prm_eval"]["probe"]["pair_accuracy"] <= 1.0
     assert "position" in summary["prm_eval"]["responses"]["failing"]
@@ -80,7 +83,9 @@ def test_default_pipeline_end_to_end_small(small_run):
                  "prm/config.json", "labels_binary_search.jsonl", "labels_monte_carlo.jsonl",
                  "labels_mutation.jsonl", "responses.jsonl", "sft/metrics.jsonl",
                  "prm_training/metrics.jsonl", "config.json", "rl/metrics.jsonl",
-                 "policy_rl/model.safetensors"):
+                 "policy_rl/model.safetensors", "rl_baseline/metrics.jsonl",
+                 "policy_rl_baseline/DONE", "policy_rl_baseline_it1/DONE",
+                 "policy_rl_baseline_it2/model.safetensors"):
         assert (tmp_path / name).exists(), name
     config = json.loads((tmp_path / "config.json").read_text())
     assert config["workdir"] == str(tmp_path) and config["sft"]["steps"] == 30

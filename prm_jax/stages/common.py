@@ -25,6 +25,15 @@ def problems(config: RunConfig, split: str, num: int, offset_seed: int = 0):
         comment_fraction=d.comment_fraction))
 
 
+def labelling_policy_path(config: RunConfig, wd) -> str:
+    """The policy whose completions label the sampled responses (binary search, Monte Carlo,
+    rewrites): the outcome-only RL run's final policy when the responses come from its
+    snapshots (the paper's order), else the SFT policy."""
+    if config.sample is not None and config.sample.rl_baseline_n and config.rl_baseline:
+        return wd.run_policy(config.rl_baseline.name)
+    return wd.policy
+
+
 def loop_config(c: TrainSection, seed: int) -> LoopConfig:
     return LoopConfig(steps=c.steps, batch_size=c.batch_size, learning_rate=c.learning_rate,
                       warmup_steps=c.warmup_steps, checkpoint_every=c.checkpoint_every,

@@ -101,7 +101,7 @@ def run(ctx: StageContext) -> dict:
     config = ctx.config
     wd = ctx.workdir
     c = config.label
-    policy = load_pretrained(wd.policy)
+    policy = load_pretrained(common.labelling_policy_path(config, wd))
     rollout = _policy(ctx, policy, c.temperature)
     items = _responses(wd)
     results = {}

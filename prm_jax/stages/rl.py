@@ -1,6 +1,9 @@
-"""Stage `rl`: PPO (or GRPO/RLOO) from the SFT policy on the synthetic suite's training tasks,
-with the unit-test reward and — by config — the PRM's dense line rewards and a PRM-initialised
-critic (PSGPO). Named runs (`rl.name`) let several arms share a workdir.
+"""Stages `rl` and `rl_baseline`: PPO (or GRPO/RLOO) from the SFT policy on the synthetic
+suite's training tasks, with the unit-test reward and — by config — the PRM's dense line rewards
+and a PRM-initialised critic (PSGPO). `rl_baseline` is the paper's first RL run (config section
+`rl_baseline`: unit-test reward only, critic from the policy), whose evenly spaced snapshots
+answer the labelling problems the PRM is trained on; `rl` then runs with that PRM. Named runs
+(`rl.name`) let several arms share a workdir.
 
 Per iteration: prompts from a checkpointable grain loader → the Sampler (current policy
 weights, no recompilation) → the sandbox → `build_rollout` → learner experience pass → rewards
@@ -8,7 +11,8 @@ weights, no recompilation) → the sandbox → `build_rollout` → learner exper
 held-out greedy pass@1 every `eval_every` iterations. Checkpoints hold policy and critic states
 (parameters, optimizer moments, step), the iteration and the data iterator; sampling seeds are
 a function of (seed, iteration), so a killed run resumes onto the same trajectory.
-Writes workdir/policy_<name> (HF checkpoint) and workdir/<name>/result.json.
+Writes workdir/policy_<name> (HF checkpoint), workdir/policy_<name>_it<N> at the
+`snapshots` iterations, and workdir/<name>/result.json.
 """
 
 from __future__ import annotations
@@ -36,7 +40,7 @@ from prm_jax.stages import common
 from prm_jax.stages.context import StageContext
 from prm_jax.train.checkpoint import Checkpointer, abstract_like
 from prm_jax.train.loop import MetricsWriter
-from prm_jax.workdir import is_done, mark_done
+from prm_jax.workdir import clear_done, is_done, mark_done
 
 # Training prompts are drawn with this offset to the data seed (SFT: 0, labelling: 1000).
 RL_SEED_OFFSET = 2000
@@ -56,8 +60,8 @@ def reward_config(c: RLConfig) -> RewardConfig:
                         dense_form=c.dense_form, normalize_by=c.normalize_by, truncated=c.truncated)
 
 
-def _build_learner(ctx: StageContext) -> PPOLearner:
-    c, wd = ctx.config.rl, ctx.workdir
+def _build_learner(ctx: StageContext, c: RLConfig) -> PPOLearner:
+    wd = ctx.workdir
     policy = load_pretrained(wd.policy)
     reference = load_pretrained(wd.policy)
     prm = load_pretrained(wd.prm) if c.uses_prm else None
@@ -75,12 +79,27 @@ def _held_out_pass_at_1(ctx: StageContext, learner: PPOLearner, test_problems) -
 
 
 def run(ctx: StageContext) -> dict:
+    """Stage `rl` (config section `rl`)."""
+    return run_section(ctx, ctx.config.rl)
+
+
+def run_baseline(ctx: StageContext) -> dict:
+    """Stage `rl_baseline` (config section `rl_baseline`)."""
+    return run_section(ctx, ctx.config.rl_baseline)
+
+
+def _export(ctx: StageContext, learner: PPOLearner, path: str) -> None:
+    clear_done(path)
+    save_pretrained(learner.policy.model(), path, tokenizer=ctx.tokenizer)
+    mark_done(path)
+
+
+def run_section(ctx: StageContext, c: RLConfig) -> dict:
     config, wd = ctx.config, ctx.workdir
-    c = config.rl
-    run_dir, export = wd.run_dir(c.name), wd.path(f"policy_{c.name}")
+    run_dir, export = wd.run_dir(c.name), wd.run_policy(c.name)
     if is_done(export):
         return dict(common.load_train_result(run_dir), resumed=True)
-    learner = _build_learner(ctx)
+    learner = _build_learner(ctx, c)
     test_problems = common.problems(config, "test", config.data.num_test)
     train_problems = common.problems(config, "train", c.num_problems, offset_seed=RL_SEED_OFFSET)
     loader = problem_loader([problem_to_record(p) for p in train_problems], batch_size=c.prompts,
@@ -153,6 +172,10 @@ def run(ctx: StageContext) -> dict:
             last = metrics
             bar.update(1)
             bar.set_postfix(pass_rate=f"{metrics['rollout/pass_rate']:.3f}")
+            if it + 1 in c.snapshot_iterations:
+                # Before the checkpoint: a run killed in between redoes this iteration (the
+                # same trajectory) and exports the snapshot again.
+                _export(ctx, learner, wd.run_policy(c.name, it + 1))
             if (it + 1) % c.checkpoint_every == 0 or it + 1 == c.iterations:
                 items = {"policy": learner.policy.state, "data": iterator}
                 if learner.critic:
@@ -168,8 +191,7 @@ def run(ctx: StageContext) -> dict:
               "seconds": time.perf_counter() - t_start}
     result["test_before"] = initial
     common.save_train_result(run_dir, result)
-    save_pretrained(learner.policy.model(), export, tokenizer=ctx.tokenizer)
-    mark_done(export)
+    _export(ctx, learner, export)
     print(f"{c.name}: held-out pass@1 {final['pass@1']:.3f}"
           + f" (before {initial['pass@1']:.3f})")
     return dict(result, resumed=False)

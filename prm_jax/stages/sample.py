@@ -1,5 +1,7 @@
-"""Stage `sample`: responses to the labelling problems from several policy checkpoints (the SFT
-snapshots, `sample.snapshot_n` each, and the final policy, `sample.n`), executed once.
+"""Stage `sample`: responses to the labelling problems from several policy checkpoints — the
+SFT snapshots (`sample.snapshot_n` each), the final SFT policy (`sample.n`) and the snapshots of
+the outcome-only RL run (`sample.rl_baseline_n` each; the paper's order: the PRM learns from the
+responses of the policy it will later guide) — executed once.
 
 Writes workdir/responses.jsonl (atomically); a re-run reads it back.
 """
@@ -33,6 +35,15 @@ def _draw(ctx: StageContext) -> list[dict]:
     sources = [(f"policy_step{s}", config.sample.snapshot_n) for s in config.sft.snapshot_steps
                if is_done(wd.snapshot(s))]
     sources.append(("policy", config.sample.n))
+    if config.sample.rl_baseline_n:
+        baseline = config.rl_baseline
+        for it in baseline.snapshot_iterations:
+            path = wd.run_policy(baseline.name, it)
+            if not is_done(path):
+                raise FileNotFoundError(
+                    f"sample.rl_baseline_n={config.sample.rl_baseline_n}: {path} is missing; run "
+                    "the rl_baseline stage first (stages ... 'rl_baseline', 'sample' ...)")
+            sources.append((os.path.basename(path), config.sample.rl_baseline_n))
     rows = []
     for index, (name, n) in enumerate(sources):
         if n <= 0:

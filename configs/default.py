@@ -2,22 +2,23 @@
 
   python -m prm_jax.main --config=configs/default.py --workdir=runs/default
 
-Stages (about 12–15 minutes on a 2-core CPU): `sft` trains a 2-layer d=128 decoder on synthetic
-references (H = 1..4, 15% of step lines preceded by a comment) and exports it (runs/default/policy,
-and a snapshot at step 300); `sample` draws 4 responses per labelling problem and executes them;
-`label` labels them by binary search (PSGPO, K = 4), a random failing subset by per-line Monte
+Stages, in the paper's order (about 10 minutes on a 2-core CPU): `sft` trains a 2-layer d=128
+decoder on synthetic references (H = 1..4, 15% of step lines preceded by a comment) and exports
+it (runs/default/policy, and a snapshot at step 300); `rl_baseline` runs PPO on the unit-test
+reward alone (critic from the policy) for 20 iterations of 16 prompts × 4 samples, exporting the
+policy at iterations 5, 10, 15, 20; `sample` draws one response per labelling problem from each
+of those 4 checkpoints and executes them; `label` labels them by binary search (PSGPO, K = 4,
+completions from the outcome-only run's policy), a random failing subset by per-line Monte
 Carlo, correct ones by mutation, and mutates the references of 400 further training tasks (AST
 mutants + 4 policy rewrites per line, labelled by execution), then measures every method against
 the synthetic suite's ground truth; `prm_train` trains the PRM (policy backbone + scalar head,
 MSE on line-end tokens) on the reference-mutation labels; `prm_eval` runs the counterfactual
 probe and scores policy responses on held-out compositions against ground truth, and draws
-runs/default/prm_lines.png. Expected in runs/default/summary.json (README, "Results"): probe pair
-accuracy about 0.65 (baselines 0.5), failing-lines AUROC about 0.9 (position table about 0.84),
-binary-search labels at K = 4 with κ about 0.25 against ground truth, reference-mutation labels
-about 0.8; `rl` runs PSGPO (PPO + dense PRM line rewards + critic initialised from the PRM)
-for 20 iterations of 16 prompts × 4 samples and reports held-out greedy pass@1 before and after
-(`rl.test_before`, `rl.test`). Re-running resumes finished work. configs/rl_ppo.py holds the
-other RL arms.
+runs/default/prm_lines.png; `rl` runs PSGPO (PPO + dense PRM line rewards + critic initialised
+from the PRM) from the SFT policy with the same budget and seeds as `rl_baseline`. Both RL runs
+report held-out greedy pass@1 before and after (`<run>.test_before`, `<run>.test`); figures to
+expect are in the README, "Results". Re-running resumes finished work. configs/rl_ppo.py holds
+the other RL arms.
 
 Stage `model_check` (`--config.stages="('model_check',)"`) builds, shards, trains a few steps
 on bundled code, exports and reloads the model (uses batch_size, seq_len, train_steps,

@@ -262,6 +262,9 @@ class RLConfig:
     checkpoint_every: int = 5
     # Policies exported at this many evenly spaced iterations (workdir/policy_<name>_it<N>).
     snapshots: int = 0
+    # RL seed (prompt order, sampling, update shuffles, a fresh critic head); 0 = the run's
+    # `seed` alone. Lets several seeds of an arm share one workdir's SFT policy and PRM.
+    seed: int = 0
 
     SECTION: ClassVar[str] = "rl"
 
@@ -277,7 +280,7 @@ class RLConfig:
                   "policy_lr", "critic_lr", "epochs", "minibatches", "micro_batches",
                   "checkpoint_every", "temperature")
         _non_negative(self, s, "lambda_fail", "lambda_pass", "critic_warmup", "kl_coef",
-                      "entropy_coef", "eval_every", "clip", "value_clip")
+                      "entropy_coef", "eval_every", "clip", "value_clip", "seed")
         _need(self.estimator in ESTIMATORS, f"{s}.estimator", self.estimator, f"one of {sorted(ESTIMATORS)}")
         _need(self.dense_form in DENSE_FORMS, f"{s}.dense_form", self.dense_form, f"one of {DENSE_FORMS}")
         _need(self.normalize_by in ("code_lines", "all_lines"), f"{s}.normalize_by", self.normalize_by,

@@ -10,7 +10,7 @@ weights, no recompilation) → the sandbox → `build_rollout` → learner exper
 (`rl.rewards`) → advantages → PPO update; metrics to workdir/<name>/metrics.jsonl and TensorBoard;
 held-out greedy pass@1 every `eval_every` iterations. Checkpoints hold policy and critic states
 (parameters, optimizer moments, step), the iteration and the data iterator; sampling seeds are
-a function of (seed, iteration), so a killed run resumes onto the same trajectory.
+a function of (seed, rl.seed, iteration), so a killed run resumes onto the same trajectory.
 Writes workdir/policy_<name> (HF checkpoint), workdir/policy_<name>_it<N> at the
 `snapshots` iterations, and workdir/<name>/result.json.
 """
@@ -68,9 +68,15 @@ def _build_learner(ctx: StageContext, c: RLConfig) -> PPOLearner:
     critic = None
     if c.uses_critic:
         critic = init_critic("prm" if c.critic_init == "prm_fit" else c.critic_init, prm=prm, policy=policy, affine=tuple(c.critic_affine),
-                             seed=ctx.config.seed)
+                             seed=_seed(ctx, c))
     return PPOLearner(policy, reference, critic=critic, prm=prm if c.dense else None,
                       mesh=ctx.mesh, config=learner_config(c))
+
+
+def _seed(ctx: StageContext, c: RLConfig) -> int:
+    """The run's RL seed: the run's `seed`, moved by `rl.seed` (0 leaves it), so several RL
+    seeds share one workdir's SFT policy and PRM."""
+    return ctx.config.seed + 1_000_003 * c.seed
 
 
 def _held_out_pass_at_1(ctx: StageContext, learner: PPOLearner, test_problems) -> dict:
@@ -103,7 +109,7 @@ def run_section(ctx: StageContext, c: RLConfig) -> dict:
     test_problems = common.problems(config, "test", config.data.num_test)
     train_problems = common.problems(config, "train", c.num_problems, offset_seed=RL_SEED_OFFSET)
     loader = problem_loader([problem_to_record(p) for p in train_problems], batch_size=c.prompts,
-                            seed=config.seed + RL_SEED_OFFSET)
+                            seed=_seed(ctx, c) + RL_SEED_OFFSET)
     iterator = iter(loader)
     sampler = Sampler(learner.policy.model(), ctx.tokenizer, mesh=ctx.mesh)
     sampling = SamplingConfig(temperature=c.temperature, n=c.samples,
@@ -140,7 +146,7 @@ def run_section(ctx: StageContext, c: RLConfig) -> dict:
             problems = next(iterator)
             sampler.update_params(learner.policy_params())
             out = sampler.generate([p.prompt for p in problems], sampling,
-                                   seed=config.seed * 100_003 + it)
+                                   seed=_seed(ctx, c) * 100_003 + it)
             times["time/sample"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             passed = verifier.verify([(problems[i], text) for i, text in zip(out.prompt_index, out.texts)])
@@ -161,7 +167,8 @@ def run_section(ctx: StageContext, c: RLConfig) -> dict:
             times["time/score"] = time.perf_counter() - t0
             t0 = time.perf_counter()
             metrics = learner.update(batch, experience, advantages, returns,
-                                     train_policy=it >= c.critic_warmup, seed=it)
+                                     train_policy=it >= c.critic_warmup,
+                                     seed=it + 100_003 * c.seed)
             times["time/update"] = time.perf_counter() - t0
             metrics = {**{f"loss/{k}": v for k, v in metrics.items()},
                        **rollout_metrics(batch, parts, experience, advantages, returns, kl_reward),

@@ -6,9 +6,10 @@ confidence intervals, and the paired PSGPO − outcome-only difference.
 Every arm × seed is a named RL run in the workdir (`configs/rl_ppo.py:<arm>` with
 `rl.name=<arm>_s<seed>`, `rl.seed=<seed>`): the SFT policy, the PRM and the held-out problems are
 the run's own, so seeds differ only in prompt order, sampling and update shuffles, and the two
-arms of one seed see the same prompts with the same sampling seeds (a paired comparison). Seed 0
-of `sparse` and `psgpo` is the default run's `rl_baseline` and `rl` (the same configuration),
-read from its summary instead of being run again. Finished runs are reused.
+arms of one seed see the same prompts with the same sampling seeds (a paired comparison). With
+the default config, seed 0 of `sparse` and `psgpo` repeats the default run's `rl_baseline` and
+`rl` (same configuration, same figures: runs are deterministic). `--set KEY=VALUE` passes
+overrides to every run (e.g. `--set rl.iterations=40`). Finished runs are reused.
 
 Prints one row per arm (mean pass@1 over seeds, 95% t-interval over seeds, per-seed values) and
 the paired difference of the first two arms; writes <workdir>/rl_seeds.json. Baselines printed
@@ -26,8 +27,6 @@ import subprocess
 import sys
 
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
-# Seed 0 of these arms is exactly a stage of the default run.
-DEFAULT_RUN_NAMES = {"sparse": "rl_baseline", "psgpo": "rl"}
 # Two-sided 97.5% Student-t quantiles by degrees of freedom.
 T975 = {1: 12.706, 2: 4.303, 3: 3.182, 4: 2.776, 5: 2.571, 6: 2.447, 7: 2.365, 8: 2.306, 9: 2.262}
 
@@ -42,19 +41,18 @@ def interval(values: list[float]) -> tuple[float, float]:
     return mean, T975.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
-def run_arm(workdir: str, arm: str, seed: int) -> dict:
+def run_arm(workdir: str, arm: str, seed: int, overrides: list[str]) -> dict:
     summary_path = os.path.join(workdir, "summary.json")
     with open(summary_path) as f:
         summary = json.load(f)
-    name = DEFAULT_RUN_NAMES.get(arm) if seed == 0 else None
-    if name and name in summary:
-        return summary[name]
     name = f"{arm}_s{seed}"
     if name not in summary:
         cmd = [sys.executable, "-m", "prm_jax.main", f"--config=configs/rl_ppo.py:{arm}",
-               f"--workdir={workdir}", f"--config.rl.name={name}", f"--config.rl.seed={seed}"]
+               f"--workdir={workdir}", f"--config.rl.name={name}", f"--config.rl.seed={seed}",
+               *(f"--config.{o}" for o in overrides)]
         print("running", " ".join(cmd[2:]), flush=True)
-        subprocess.run(cmd, cwd=ROOT, check=True)
+        if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+            raise SystemExit(f"RL run {name} failed (its error is printed above)")
         with open(summary_path) as f:
             summary = json.load(f)
     return summary[name]
@@ -65,11 +63,14 @@ def main():
     parser.add_argument("--workdir", required=True, help="a finished default run")
     parser.add_argument("--arms", nargs="+", default=["sparse", "psgpo"])
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every run, e.g. rl.iterations=40")
     args = parser.parse_args()
     workdir = os.path.abspath(args.workdir)
     if not os.path.exists(os.path.join(workdir, "prm", "DONE")):
         raise SystemExit(f"{workdir} holds no finished default run (no prm/DONE); run make run first")
-    results = {arm: {seed: run_arm(workdir, arm, seed) for seed in args.seeds} for arm in args.arms}
+    results = {arm: {seed: run_arm(workdir, arm, seed, args.set) for seed in args.seeds}
+               for arm in args.arms}
     before = next(iter(next(iter(results.values())).values()))["test_before"]
     n_test = sum(v["samples"] for v in before.get("by_horizon", {}).values()) or None
     report = {"seeds": args.seeds, "sft_pass@1": before["pass@1"], "arms": {}}

@@ -20,7 +20,7 @@ import ml_collections
 from prm_jax import config_utils
 
 # Losses and label selections are validated by name here; the training loop owns the functions.
-PRM_LOSSES = ("prm_mse", "prm_bce")
+PRM_LOSSES = ("prm_mse", "prm_mse_pair", "prm_bce")
 PRM_SELECTIONS = ("full", "revised_only")
 EVAL_DATASETS = ("humaneval", "mbpp", "io", "jsonl", "synthetic")
 # Keys whose change does not change any result: a resumed run may differ in these. The `rl`
@@ -180,6 +180,8 @@ class PRMConfig(TrainSection):
     def __post_init__(self):
         self._check("prm")
         _need(self.loss in PRM_LOSSES, "prm.loss", self.loss, f"one of {PRM_LOSSES}")
+        _need(not (self.loss == "prm_mse_pair" and self.line_token_targets), "prm.loss", self.loss,
+              "prm_mse or prm_bce with prm.line_token_targets (pairs compare line-end scores)")
         _need(self.selection in PRM_SELECTIONS, "prm.selection", self.selection,
               f"one of {PRM_SELECTIONS}")
         _need(0 <= self.heldout_fraction < 1, "prm.heldout_fraction", self.heldout_fraction,

@@ -1,7 +1,9 @@
 """Stage `prm_train`: the PRM (policy backbone + fresh scalar head) trained on the label files
 named by `prm.label_sources` (binary-search rows selected by `prm.selection`; "oracle" = the
 ground-truth labels, an upper-bound arm only), all from training compositions; with
-`prm.line_token_targets` every token of a line regresses to its label (`prm.dense_targets`)
+`prm.line_token_targets` every token of a line regresses to its label (`prm.dense_targets`);
+with `prm.loss="prm_mse_pair"` each failing one-line variant is also ranked below its correct
+reference at the changed line (`prm.pairs`)
 (`prm.heldout_fraction` of labelled tasks may be kept out as well).
 
 Writes workdir/prm (HF *ForTokenClassification) and workdir/prm_training (checkpoints, metrics).
@@ -14,6 +16,7 @@ import numpy as np
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.prm import label as label_lib
 from prm_jax.prm.dense_targets import dense_prm_examples
+from prm_jax.prm.pairs import pair_examples
 from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
 from prm_jax.train.examples import prm_examples
@@ -53,7 +56,10 @@ def run(ctx: StageContext) -> dict:
     train_rows, _ = selected_rows(config, wd)
     if is_done(wd.prm):
         return dict(common.load_train_result(wd.run_dir(RUN_NAME)), resumed=True)
-    make = dense_prm_examples if config.prm.line_token_targets else prm_examples
+    if config.prm.loss == "prm_mse_pair":
+        make = pair_examples
+    else:
+        make = dense_prm_examples if config.prm.line_token_targets else prm_examples
     examples, skipped = make(train_rows, tok, config.sft.seq_len)
     print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
     mesh = ctx.mesh

@@ -30,6 +30,7 @@ from prm_jax.train.step import LossFn, ShardedTrainer
 LOSSES = {
     "next_token": losses.next_token_loss,
     "prm_mse": losses.prm_mse_loss,
+    "prm_mse_pair": losses.prm_mse_pair_loss,
     "prm_bce": losses.prm_bce_loss,
 }
 

@@ -41,6 +41,40 @@ def prm_mse_loss(model, batch) -> tuple[jax.Array, dict]:
     return loss, {"loss": loss, "line_accuracy": correct.sum() / nonzero, "lines": weights.sum()}
 
 
+# Bradley–Terry sharpness and weight of the counterfactual pair term (prm_mse_pair_loss): a
+# score gap of 1 between the right and the wrong line costs softplus(−4)/4 ≈ 0.005.
+PAIR_SCALE = 4.0
+PAIR_WEIGHT = 1.0
+
+
+def prm_mse_pair_loss(model, batch) -> tuple[jax.Array, dict]:
+    """`prm_mse_loss` on each row's own lines plus, for counterfactual pairs (`prm.pairs`: a
+    failing one-line variant and its correct reference, same prefix), a Bradley–Terry term on
+    the changed line i:  w · Σ_valid softplus(−k·(v_ref,i − v_var,i)) / (k · Σ valid),
+    k = PAIR_SCALE, w = PAIR_WEIGHT. Batch arrays are [B, 2, T] (slot 0 the row, slot 1 its
+    reference), `pair_pos` [B, 2] the line's reward positions, `pair_valid` [B]."""
+    b, two, t = batch["tokens"].shape
+    flat = {k: batch[k].reshape(b * two, t) for k in ("tokens", "mask", "targets", "target_mask")}
+    values, _ = model(flat["tokens"], mask_BxT=flat["mask"].astype(bool))
+    weights = flat["target_mask"].astype(jnp.float32)
+    count = jnp.maximum(weights.sum(), 1.0)
+    mse = (weights * (values - flat["targets"]) ** 2).sum() / count
+    v = values.reshape(b, two, t)
+    pos = batch["pair_pos"].astype(jnp.int32)
+    own = jnp.take_along_axis(v[:, 0], pos[:, :1], axis=1)[:, 0]
+    ref = jnp.take_along_axis(v[:, 1], pos[:, 1:], axis=1)[:, 0]
+    margin = ref - own
+    valid = batch["pair_valid"].astype(jnp.float32)
+    pairs = jnp.maximum(valid.sum(), 1.0)
+    pair = (valid * jax.nn.softplus(-PAIR_SCALE * margin)).sum() / (PAIR_SCALE * pairs)
+    loss = mse + PAIR_WEIGHT * pair
+    correct = weights * (jnp.sign(values) == jnp.sign(flat["targets"])) * (flat["targets"] != 0)
+    nonzero = jnp.maximum((weights * (flat["targets"] != 0)).sum(), 1.0)
+    return loss, {"loss": loss, "mse": mse, "pair_loss": pair,
+                  "pair_accuracy": (valid * (margin > 0)).sum() / pairs, "pairs": valid.sum(),
+                  "line_accuracy": correct.sum() / nonzero, "lines": weights.sum()}
+
+
 def prm_bce_loss(model, batch) -> tuple[jax.Array, dict]:
     """Binary cross-entropy of sigmoid(v_t) against (y_t + 1) / 2 on non-neutral line-end tokens."""
     values, _ = model(batch["tokens"], mask_BxT=batch["mask"].astype(bool))

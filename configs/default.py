@@ -83,14 +83,15 @@ def get_config() -> ml_collections.ConfigDict:
     config.prm = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
         loss="prm_mse", selection="full", label_sources=("reference_mutation",),
-        line_token_targets=False, heldout_fraction=0.0, probe_problems=96, eval_n=2))
+        line_token_targets=False, pair_weight=1.0, heldout_fraction=0.0, probe_problems=96,
+        eval_n=2))
 
     # Stage "rl_baseline": the paper's first RL run — PPO on the unit-test reward only, critic
     # from the policy — exporting its policy at `snapshots` evenly spaced iterations for `sample`.
     # It is also the outcome-only arm that `rl` is compared with (same budget and seeds).
     config.rl_baseline = ml_collections.ConfigDict(dict(
         name="rl_baseline", iterations=20, prompts=16, samples=4, num_problems=512,
-        temperature=1.0, max_new_tokens=96, estimator="gae", dense=False, critic_init="policy",
+        temperature=1.0, max_new_tokens=96, estimator="gae", dense=False, critic_init="policy", empty="mask",
         kl_coef=0.01, kl_mode="reward", gamma=1.0, lam=1.0, whiten=True, clip=0.2, value_clip=0.5,
         policy_lr=2e-4, critic_lr=1e-3, epochs=1, minibatches=2, micro_batches=1, eval_every=5,
         checkpoint_every=5, snapshots=4, seed=0))
@@ -100,7 +101,7 @@ def get_config() -> ml_collections.ConfigDict:
     config.rl = ml_collections.ConfigDict(dict(
         name="rl", iterations=20, prompts=16, samples=4, num_problems=512, temperature=1.0,
         max_new_tokens=96, estimator="gae", dense=True, lambda_fail=0.25, lambda_pass=0.025,
-        dense_form="psgpo", normalize_by="code_lines", truncated="score", critic_init="prm",
+        dense_form="psgpo", normalize_by="code_lines", truncated="score", empty="mask", critic_init="prm",
         critic_affine=(1.0, 0.0), critic_warmup=0, kl_coef=0.01, kl_mode="reward", gamma=1.0,
         lam=1.0, whiten=True, clip=0.2, value_clip=0.5, entropy_coef=0.0, policy_lr=2e-4,
         critic_lr=1e-3, epochs=1, minibatches=2, micro_batches=1, eval_every=5,

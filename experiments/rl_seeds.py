@@ -12,7 +12,7 @@ the default config, seed 0 of `sparse` and `psgpo` repeats the default run's `rl
 overrides to every run (e.g. `--set rl.iterations=40`). Finished runs are reused.
 
 Prints one row per arm (mean pass@1 over seeds, 95% t-interval over seeds, per-seed values) and
-the paired difference of the first two arms; writes <workdir>/rl_seeds.json. Baselines printed
+the paired difference of the first two arms; writes <workdir>/rl_seeds[_<tag>].json. Baselines
 beside them: the SFT policy's pass@1 (every run's `test_before`) and the binomial standard error
 of one pass@1 on the held-out set.
 """
@@ -41,11 +41,11 @@ def interval(values: list[float]) -> tuple[float, float]:
     return mean, T975.get(n - 1, 1.96) * sd / math.sqrt(n)
 
 
-def run_arm(workdir: str, arm: str, seed: int, overrides: list[str]) -> dict:
+def run_arm(workdir: str, arm: str, seed: int, overrides: list[str], tag: str = "") -> dict:
     summary_path = os.path.join(workdir, "summary.json")
     with open(summary_path) as f:
         summary = json.load(f)
-    name = f"{arm}_s{seed}"
+    name = f"{arm}_{tag}_s{seed}" if tag else f"{arm}_s{seed}"
     if name not in summary:
         cmd = [sys.executable, "-m", "prm_jax.main", f"--config=configs/rl_ppo.py:{arm}",
                f"--workdir={workdir}", f"--config.rl.name={name}", f"--config.rl.seed={seed}",
@@ -65,11 +65,15 @@ def main():
     parser.add_argument("--seeds", nargs="+", type=int, default=[0, 1, 2])
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run, e.g. rl.iterations=40")
+    parser.add_argument("--tag", default="", help="run names <arm>_<tag>_s<seed> (use one per "
+                        "set of overrides: finished runs are reused by name)")
     args = parser.parse_args()
     workdir = os.path.abspath(args.workdir)
     if not os.path.exists(os.path.join(workdir, "prm", "DONE")):
         raise SystemExit(f"{workdir} holds no finished default run (no prm/DONE); run make run first")
-    results = {arm: {seed: run_arm(workdir, arm, seed, args.set) for seed in args.seeds}
+    if args.tag and not args.tag.replace("_", "").isalnum():
+        raise SystemExit(f"--tag={args.tag!r}: expected letters, digits and _")
+    results = {arm: {seed: run_arm(workdir, arm, seed, args.set, args.tag) for seed in args.seeds}
                for arm in args.arms}
     before = next(iter(next(iter(results.values())).values()))["test_before"]
     n_test = sum(v["samples"] for v in before.get("by_horizon", {}).values()) or None
@@ -90,7 +94,9 @@ def main():
         report["paired_difference"] = {"arms": [a, b], "per_seed": diffs, "mean": mean, "ci95": half}
         print(f"{a} − {b}: {mean:+.3f} ± {half:.3f} (paired by seed); per seed "
               + ", ".join(f"{d:+.3f}" for d in diffs))
-    with open(os.path.join(workdir, "rl_seeds.json"), "w") as f:
+    out = os.path.join(workdir, f"rl_seeds_{args.tag}.json" if args.tag else "rl_seeds.json")
+    report["tag"], report["overrides"] = args.tag, args.set
+    with open(out, "w") as f:
         json.dump(report, f, indent=2)
 
 

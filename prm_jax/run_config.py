@@ -170,6 +170,8 @@ class PRMConfig(TrainSection):
     label_sources: tuple[str, ...] = ("binary_search",)
     # Every token of a line regresses to its label (prm.dense_targets), not only its reward token.
     line_token_targets: bool = False
+    # Weight of the counterfactual pair term when loss="prm_mse_pair" (train.losses).
+    pair_weight: float = 1.0
     # Fraction of labelled tasks held out from PRM training (0 = none; the PRM is evaluated on
     # held-out compositions by prm_eval either way).
     heldout_fraction: float = 0.0
@@ -189,6 +191,7 @@ class PRMConfig(TrainSection):
         _need(bool(self.label_sources) and all(x in PRM_LABEL_SOURCES for x in self.label_sources),
               "prm.label_sources", self.label_sources, f"a non-empty subset of {PRM_LABEL_SOURCES}")
         _positive(self, "prm", "probe_problems", "eval_n")
+        _non_negative(self, "prm", "pair_weight")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -240,6 +243,8 @@ class RLConfig:
     dense_form: str = "psgpo"
     normalize_by: str = "code_lines"
     truncated: str = "score"
+    # Responses with no text: "mask" (left out, counted) or "score" (a failure; see rl.rewards).
+    empty: str = "mask"
     # Critic start: "prm" (exact copy), "prm_affine" (a·PRM + c), "policy" (fresh head).
     critic_init: str = "policy"
     critic_affine: tuple[float, float] = (1.0, 0.0)
@@ -288,6 +293,7 @@ class RLConfig:
         _need(self.normalize_by in ("code_lines", "all_lines"), f"{s}.normalize_by", self.normalize_by,
               "code_lines or all_lines")
         _need(self.truncated in ("score", "mask"), f"{s}.truncated", self.truncated, "score or mask")
+        _need(self.empty in ("score", "mask"), f"{s}.empty", self.empty, "score or mask")
         _need(self.critic_init in CRITIC_INITS, f"{s}.critic_init", self.critic_init,
               f"one of {CRITIC_INITS}")
         _need(self.kl_mode in ("reward", "loss"), f"{s}.kl_mode", self.kl_mode, "reward or loss")

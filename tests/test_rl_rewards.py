@@ -90,3 +90,30 @@ def test_dense_sum_resists_padding_hacks():
 def test_bad_reward_options():
     with pytest.raises(ValueError, match="dense_form"):
         RewardConfig(dense_form="max")
+
+
+def test_empty_responses_are_masked_or_scored_as_failures_by_config():
+    """An EOS-only response: masked by default (counted, no gradient), or with `empty="score"`
+    a failing sample whose EOS carries the failure outcome (so an all-empty policy still gets
+    a gradient away from stopping at once)."""
+    from prm_jax.rl.rollout import MASK_EMPTY, build_rollout, reward_parts
+    from prm_jax.sampling import SampleBatch
+
+    eos, text = 2, [5, 6, 7]
+    out = SampleBatch(prompt_index=[0, 0], sample_index=[0, 1], token_ids=[[eos], text + [eos]],
+                      texts=["", "    return 1\n"],
+                      logprobs=[np.zeros(1, np.float32), np.zeros(4, np.float32)],
+                      sampling_logprobs=[np.zeros(1, np.float32), np.zeros(4, np.float32)],
+                      stop_reasons=["eos", "eos"],
+                      offsets=[[(0, 0)], [(0, 4), (4, 11), (11, 13), (13, 13)]])
+    masked = build_rollout([[1, 3]], out, [False, False], max_new_tokens=4,
+                           reward_config=RewardConfig(dense=False))
+    assert masked.mask_reason == [MASK_EMPTY, None] and masked.response_mask[0].sum() == 0
+    scored = build_rollout([[1, 3]], out, [False, False], max_new_tokens=4,
+                           reward_config=RewardConfig(dense=False, empty="score", outcome_fail=-0.5))
+    assert scored.mask_reason == [None, None]
+    np.testing.assert_array_equal(scored.response_mask[0], [1, 0, 0, 0])
+    parts = reward_parts(scored, None, RewardConfig(dense=False, empty="score", outcome_fail=-0.5))
+    np.testing.assert_array_equal(parts["outcome"][0], [-0.5, 0, 0, 0])
+    with pytest.raises(ValueError, match="empty='drop'"):
+        RewardConfig(empty="drop")

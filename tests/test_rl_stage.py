@@ -19,7 +19,7 @@ from pipeline_fixtures import ROOT, SMALL_PIPELINE, reap_orphans
 RL = ("--config.rl.name=arm", "--config.rl.iterations=4", "--config.rl.prompts=4",
       "--config.rl.samples=4",
       "--config.rl.max_new_tokens=48", "--config.rl.eval_every=2", "--config.rl.checkpoint_every=2",
-      "--config.rl.num_problems=32")
+      "--config.rl.num_problems=32", "--config.rl.snapshots=2")
 ENV = dict(os.environ, XLA_FLAGS="--xla_force_host_platform_device_count=1", JAX_PLATFORMS="cpu",
            PYTHONPATH=ROOT)
 
@@ -75,10 +75,15 @@ def test_rl_stage_runs_and_resumes_exactly(small_run, tmp_path):
                              text=True, timeout=600)
     assert resumed.returncode == 0, resumed.stderr[-3000:]
     reap_orphans()  # the killed run's sandbox workers
-    a, b = _weights(full / "policy_arm"), _weights(killed / "policy_arm")
-    assert a.keys() == b.keys()
-    for name in a:
-        np.testing.assert_array_equal(a[name], b[name], err_msg=name)
+    # The final policy and the snapshots (iterations 2 and 4) equal the uninterrupted run's.
+    for export in ("policy_arm", "policy_arm_it2", "policy_arm_it4"):
+        assert (killed / export / "DONE").exists(), export
+        a, b = _weights(full / export), _weights(killed / export)
+        assert a.keys() == b.keys()
+        for name in a:
+            np.testing.assert_array_equal(a[name], b[name], err_msg=f"{export}/{name}")
+    assert not np.array_equal(_weights(full / "policy_arm_it2")["model.embed_tokens.weight"],
+                              _weights(full / "policy_arm_it4")["model.embed_tokens.weight"])
     steps = [json.loads(line)["step"] for line in (killed / "arm" / "metrics.jsonl").read_text().splitlines()
              if "arm/rollout/pass_rate" in line]
     assert steps == [1, 2, 3, 4]

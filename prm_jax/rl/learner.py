@@ -241,7 +241,7 @@ class PPOLearner:
                 if self.critic:
                     self.critic.state = critic_state
                 history.append(jax.device_get(metrics))
-        return {k: float(np.mean([h[k] for h in history])) for k in history[0]}
+        return _summarise(history)
 
     def rescale_critic(self, a: float, c: float) -> None:
         """Critic outputs become a·V + c (its head rescaled in place; optimizer state kept)."""
@@ -254,3 +254,18 @@ class PPOLearner:
 
     def policy_params(self) -> nnx.State:
         return self.policy.state.params
+
+
+def _summarise(history: list[dict]) -> dict:
+    """Update metrics over mini-batch steps: means, except the `_max`/`_min` extremes (the
+    probability ratio's range over valid tokens), which are the extremes over the steps — and
+    1.0 when no step had a valid token (e.g. every response was empty and masked)."""
+    out = {}
+    for key in history[0]:
+        values = [float(h[key]) for h in history]
+        if key.endswith(("_max", "_min")):
+            finite = [v for v in values if np.isfinite(v)]
+            out[key] = (max if key.endswith("_max") else min)(finite) if finite else 1.0
+        else:
+            out[key] = float(np.mean(values))
+    return out

@@ -48,6 +48,10 @@ class RewardConfig:
     prm_clip: tuple[float, float] = (-1.0, 1.0)
     # "score" (execute and score truncated responses as they are) or "mask" (leave them out).
     truncated: str = "score"
+    # Responses with no text (only an EOS): "mask" (left out and counted) or "score" (a failing
+    # program: outcome_fail on the EOS). Masking makes an all-empty policy an absorbing state
+    # (no gradient leaves it); scoring pushes away from stopping at once.
+    empty: str = "mask"
 
     def __post_init__(self):
         if self.dense_form not in DENSE_FORMS:
@@ -56,6 +60,8 @@ class RewardConfig:
             raise ValueError(f"normalize_by={self.normalize_by!r}; expected code_lines or all_lines")
         if self.truncated not in ("score", "mask"):
             raise ValueError(f"truncated={self.truncated!r}; expected score or mask")
+        if self.empty not in ("score", "mask"):
+            raise ValueError(f"empty={self.empty!r}; expected score or mask")
         if self.prm_clip[0] > self.prm_clip[1]:
             raise ValueError(f"prm_clip={self.prm_clip}: low exceeds high")
 

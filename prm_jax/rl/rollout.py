@@ -10,7 +10,8 @@ batch split with masked dummy rows):
 
 N is the configured max_new_tokens and P a power-of-two bucket, so the learner compiles once.
 A sample is *masked* (its response mask is all 0: no loss, no whitening statistic, no group
-baseline) when the sandbox had an infrastructure error, when its response is empty, or when it
+baseline) when the sandbox had an infrastructure error, when its response is empty (unless the
+config scores empty responses as failures), or when it
 was truncated and the config masks truncated responses. Masked samples are counted, never scored.
 """
 
@@ -92,7 +93,7 @@ def build_rollout(prompt_ids: Sequence[Sequence[int]], out, passed: Sequence[boo
         num_lines.append(sum(1 for line in out.texts[r].split("\n") if line.strip()))
         if passed[r] is None:
             reason = MASK_INFRA
-        elif not ids or not out.texts[r].strip():
+        elif not ids or (not out.texts[r].strip() and reward_config.empty == "mask"):
             reason = MASK_EMPTY
         elif out.stop_reasons[r] == "length" and reward_config.truncated == "mask":
             reason = MASK_TRUNCATED

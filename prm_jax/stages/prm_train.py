@@ -11,6 +11,8 @@ Writes workdir/prm (HF *ForTokenClassification) and workdir/prm_training (checkp
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
 from prm_jax.models import load_pretrained, save_pretrained
@@ -19,6 +21,7 @@ from prm_jax.prm.dense_targets import dense_prm_examples
 from prm_jax.prm.pairs import pair_examples
 from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
+from prm_jax.train import losses
 from prm_jax.train.examples import prm_examples
 from prm_jax.train.loop import train
 from prm_jax.run_config import RunConfig
@@ -64,7 +67,10 @@ def run(ctx: StageContext) -> dict:
     print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
     mesh = ctx.mesh
     model = load_pretrained(wd.policy, head="scalar", seed=config.seed)
-    model, result = train(model, examples, loss=config.prm.loss,
+    loss = config.prm.loss
+    if loss == "prm_mse_pair":
+        loss = functools.partial(losses.prm_mse_pair_loss, pair_weight=config.prm.pair_weight)
+    model, result = train(model, examples, loss=loss,
                           config=common.loop_config(config.prm, config.seed), mesh=mesh,
                           workdir=config.workdir, name=RUN_NAME)
     result.update(train_responses=len(train_rows), examples=len(examples), skipped_examples=skipped,

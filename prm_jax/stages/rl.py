@@ -57,7 +57,8 @@ def learner_config(c: RLConfig) -> LearnerConfig:
 
 def reward_config(c: RLConfig) -> RewardConfig:
     return RewardConfig(dense=c.dense, lambda_fail=c.lambda_fail, lambda_pass=c.lambda_pass,
-                        dense_form=c.dense_form, normalize_by=c.normalize_by, truncated=c.truncated)
+                        dense_form=c.dense_form, normalize_by=c.normalize_by, truncated=c.truncated,
+                        empty=c.empty)
 
 
 def _build_learner(ctx: StageContext, c: RLConfig) -> PPOLearner:

@@ -41,17 +41,18 @@ def prm_mse_loss(model, batch) -> tuple[jax.Array, dict]:
     return loss, {"loss": loss, "line_accuracy": correct.sum() / nonzero, "lines": weights.sum()}
 
 
-# Bradley–Terry sharpness and weight of the counterfactual pair term (prm_mse_pair_loss): a
-# score gap of 1 between the right and the wrong line costs softplus(−4)/4 ≈ 0.005.
+# Bradley–Terry sharpness and default weight of the counterfactual pair term
+# (prm_mse_pair_loss): a score gap of 1 between the right and the wrong line costs
+# softplus(−4)/4 ≈ 0.005.
 PAIR_SCALE = 4.0
 PAIR_WEIGHT = 1.0
 
 
-def prm_mse_pair_loss(model, batch) -> tuple[jax.Array, dict]:
+def prm_mse_pair_loss(model, batch, pair_weight: float = PAIR_WEIGHT) -> tuple[jax.Array, dict]:
     """`prm_mse_loss` on each row's own lines plus, for counterfactual pairs (`prm.pairs`: a
     failing one-line variant and its correct reference, same prefix), a Bradley–Terry term on
     the changed line i:  w · Σ_valid softplus(−k·(v_ref,i − v_var,i)) / (k · Σ valid),
-    k = PAIR_SCALE, w = PAIR_WEIGHT. Batch arrays are [B, 2, T] (slot 0 the row, slot 1 its
+    k = PAIR_SCALE, w = `pair_weight`. Batch arrays are [B, 2, T] (slot 0 the row, slot 1 its
     reference), `pair_pos` [B, 2] the line's reward positions, `pair_valid` [B]."""
     b, two, t = batch["tokens"].shape
     flat = {k: batch[k].reshape(b * two, t) for k in ("tokens", "mask", "targets", "target_mask")}
@@ -67,7 +68,7 @@ def prm_mse_pair_loss(model, batch) -> tuple[jax.Array, dict]:
     valid = batch["pair_valid"].astype(jnp.float32)
     pairs = jnp.maximum(valid.sum(), 1.0)
     pair = (valid * jax.nn.softplus(-PAIR_SCALE * margin)).sum() / (PAIR_SCALE * pairs)
-    loss = mse + PAIR_WEIGHT * pair
+    loss = mse + pair_weight * pair
     correct = weights * (jnp.sign(values) == jnp.sign(flat["targets"])) * (flat["targets"] != 0)
     nonzero = jnp.maximum((weights * (flat["targets"] != 0)).sum(), 1.0)
     return loss, {"loss": loss, "mse": mse, "pair_loss": pair,

@@ -105,7 +105,7 @@ def get_config() -> ml_collections.ConfigDict:
         critic_affine=(1.0, 0.0), critic_warmup=0, kl_coef=0.01, kl_mode="reward", gamma=1.0,
         lam=1.0, whiten=True, clip=0.2, value_clip=0.5, entropy_coef=0.0, policy_lr=2e-4,
         critic_lr=1e-3, epochs=1, minibatches=2, micro_batches=1, eval_every=5,
-        checkpoint_every=5, seed=0))
+        checkpoint_every=5, snapshots=0, seed=0))
 
     # model_check stage.
     config.batch_size = 8

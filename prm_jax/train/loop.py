@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 import math
 import os
 import shutil
@@ -113,7 +114,14 @@ class MetricsWriter:
         self.tb.flush()
 
     def close(self):
+        """Closes TensorBoard and draws `curves.png` beside metrics.jsonl (`prm_jax.plots`)."""
         self.tb.close()
+        from prm_jax.plots import write_curves
+
+        try:
+            write_curves(self.path)
+        except (OSError, ValueError, RuntimeError) as e:  # a picture never fails a run
+            logging.warning("could not draw %s curves: %s", self.prefix, e)
 
 
 def example_loader(examples: Sequence[dict], batch_size: int, seed: int) -> grain.DataLoader:

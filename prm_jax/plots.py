@@ -1,0 +1,110 @@
+"""Training curves as a PNG, drawn from a run's `metrics.jsonl` (matplotlib, headless).
+
+Every training run (SFT, PRM training, each RL run) writes `curves.png` next to its
+`metrics.jsonl` when it finishes: one panel per metric that the run logged, in the order of
+`PANELS` (metric name after the run prefix, panel title), each curve with its raw points and,
+for noisy per-iteration metrics, a moving average.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Sequence
+
+import numpy as np
+
+# (metric name after the run's prefix, title) in display order; absent metrics are skipped.
+PANELS: tuple[tuple[str, str], ...] = (
+    ("loss", "training loss"),
+    ("eval/pass@1", "held-out greedy pass@1"),
+    ("rollout/pass_rate", "rollout pass rate"),
+    ("reward/total_mean", "mean reward per response"),
+    ("reward/dense_sum_failing", "dense PRM reward, failing responses"),
+    ("kl/k1", "KL to the reference (k1)"),
+    ("critic/explained_variance", "critic explained variance"),
+    ("policy/entropy", "policy entropy (nats/token)"),
+    ("shape/comment_fraction", "comment-line fraction"),
+    ("shape/duplicate_line_fraction", "duplicate-line fraction"),
+    ("line_accuracy", "line sign accuracy"),
+    ("pair_accuracy", "pair accuracy (right > wrong line)"),
+    ("learning_rate", "learning rate"),
+)
+MAX_PANELS = 9
+
+
+def read_series(metrics_path: str) -> tuple[str, dict[str, tuple[np.ndarray, np.ndarray]]]:
+    """(run prefix, {metric name without prefix: (steps, values)}) from a metrics.jsonl."""
+    series: dict[str, tuple[list, list]] = {}
+    prefix = ""
+    with open(metrics_path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for key, value in row.items():
+                if key == "step" or "/" not in key:
+                    continue
+                prefix, name = key.split("/", 1)
+                if value is None or not np.isfinite(value):
+                    continue
+                steps, values = series.setdefault(name, ([], []))
+                steps.append(row["step"])
+                values.append(value)
+    return prefix, {k: (np.asarray(s), np.asarray(v)) for k, (s, v) in series.items()}
+
+
+def chosen_panels(names: Sequence[str]) -> list[tuple[str, str]]:
+    """The panels to draw for a run that logged `names` (at most MAX_PANELS)."""
+    present = set(names)
+    return [(name, title) for name, title in PANELS if name in present][:MAX_PANELS]
+
+
+# Smooth by construction: drawn as a line, without a moving average.
+SMOOTH = frozenset({"learning_rate"})
+
+
+def moving_average(values: np.ndarray, window: int) -> np.ndarray:
+    """Centred moving average of the same length (edges padded with the end values)."""
+    if len(values) < window:
+        return values
+    padded = np.pad(values, (window // 2, window - 1 - window // 2), mode="edge")
+    return np.convolve(padded, np.ones(window) / window, mode="valid")
+
+
+def write_curves(metrics_path: str, out_path: str | None = None) -> str | None:
+    """Draws the run's curves into `out_path` (default: curves.png beside the metrics);
+    returns the path, or None when the run logged none of the panels' metrics."""
+    prefix, series = read_series(metrics_path)
+    panels = chosen_panels(list(series))
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    out_path = out_path or os.path.join(os.path.dirname(metrics_path), "curves.png")
+    cols = min(3, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, (name, title) in zip(axes.flat, panels):
+        steps, values = series[name]
+        noisy = len(steps) > 12 and name not in SMOOTH
+        ax.plot(steps, values, ".", ms=3, color="tab:blue", alpha=0.45 if noisy else 1.0)
+        if noisy:
+            ax.plot(steps, moving_average(values, max(3, len(steps) // 15)), color="tab:blue", lw=1.6)
+        elif len(steps) > 1:
+            ax.plot(steps, values, color="tab:blue", lw=1.2)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("step" if name == "loss" or prefix in ("sft", "prm_training") else "iteration",
+                      fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    fig.suptitle(f"{prefix}: {os.path.dirname(os.path.abspath(metrics_path))}", fontsize=9)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path

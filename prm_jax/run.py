@@ -22,7 +22,7 @@ from prm_jax.data.problem import ProblemError
 from prm_jax.jsonio import JsonlError, write_json_atomic
 from prm_jax.models import config as model_config, hf
 from prm_jax.models.factory import check_model
-from prm_jax.run_config import RunConfig, flatten, result_changing_differences
+from prm_jax.run_config import RL_STAGES, RunConfig, flatten, result_changing_differences
 from prm_jax.sampling import SamplingError
 from prm_jax.stages.context import StageContext
 from prm_jax.tokenizer import load_tokenizer
@@ -67,7 +67,7 @@ def rl_config_path(wd: Workdir, name: str) -> str:
 
 def _rl_runs(run_config: RunConfig) -> list:
     """The RL sections (rl, rl_baseline) whose stages this invocation runs."""
-    return [getattr(run_config, stage) for stage in ("rl_baseline", "rl")
+    return [getattr(run_config, stage) for stage in RL_STAGES
             if stage in run_config.stages and getattr(run_config, stage) is not None]
 
 
@@ -113,7 +113,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         logging.info("stage %s", stage)
         start = time.perf_counter()
         # RL arms are named runs sharing a workdir: each has its own summary entry.
-        key = getattr(run_config, stage).name if stage in ("rl", "rl_baseline") else stage
+        key = getattr(run_config, stage).name if stage in RL_STAGES else stage
         results[key] = STAGES[stage](ctx)
         results[key]["stage_seconds"] = round(time.perf_counter() - start, 1)
         summary[key] = results[key]

@@ -355,6 +355,8 @@ class ModelCheckConfig:
 SECTIONS = {"data": DataConfig, "sft": SFTConfig, "sample": SampleConfig,
             "label": LabelStageConfig, "prm": PRMConfig, "eval": EvalConfig, "rl": RLConfig,
             "rl_baseline": RLBaselineConfig}
+# Stages that are named RL runs; each reads the config section of the same name.
+RL_STAGES = ("rl_baseline", "rl")
 # Stage -> the sections it reads.
 STAGE_SECTIONS = {"sft": ("data", "sft", "sample"), "sample": ("data", "sft", "sample"),
                   "label": ("data", "sample", "label"), "prm_train": ("sft", "prm"),

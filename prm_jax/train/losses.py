@@ -33,12 +33,18 @@ def prm_mse_loss(model, batch) -> tuple[jax.Array, dict]:
     """Mean squared error between the scalar head and line labels in {+1, 0, −1}, on line-end
     (reward) tokens only: Σ m_t (v_t − y_t)² / Σ m_t (PSGPO's choice)."""
     values, _ = model(batch["tokens"], mask_BxT=batch["mask"].astype(bool))
-    weights = batch["target_mask"].astype(jnp.float32)
+    loss, metrics = _line_mse(values, batch["targets"], batch["target_mask"])
+    return loss, {"loss": loss, **metrics}
+
+
+def _line_mse(values, targets, target_mask) -> tuple[jax.Array, dict]:
+    """Σ m_t (v_t − y_t)² / Σ m_t, and the sign accuracy on non-neutral lines and line count."""
+    weights = target_mask.astype(jnp.float32)
     count = jnp.maximum(weights.sum(), 1.0)
-    loss = (weights * (values - batch["targets"]) ** 2).sum() / count
-    correct = weights * (jnp.sign(values) == jnp.sign(batch["targets"])) * (batch["targets"] != 0)
-    nonzero = jnp.maximum((weights * (batch["targets"] != 0)).sum(), 1.0)
-    return loss, {"loss": loss, "line_accuracy": correct.sum() / nonzero, "lines": weights.sum()}
+    mse = (weights * (values - targets) ** 2).sum() / count
+    correct = weights * (jnp.sign(values) == jnp.sign(targets)) * (targets != 0)
+    nonzero = jnp.maximum((weights * (targets != 0)).sum(), 1.0)
+    return mse, {"line_accuracy": correct.sum() / nonzero, "lines": weights.sum()}
 
 
 # Bradley–Terry sharpness and default weight of the counterfactual pair term
@@ -57,9 +63,7 @@ def prm_mse_pair_loss(model, batch, pair_weight: float = PAIR_WEIGHT) -> tuple[j
     b, two, t = batch["tokens"].shape
     flat = {k: batch[k].reshape(b * two, t) for k in ("tokens", "mask", "targets", "target_mask")}
     values, _ = model(flat["tokens"], mask_BxT=flat["mask"].astype(bool))
-    weights = flat["target_mask"].astype(jnp.float32)
-    count = jnp.maximum(weights.sum(), 1.0)
-    mse = (weights * (values - flat["targets"]) ** 2).sum() / count
+    mse, line_metrics = _line_mse(values, flat["targets"], flat["target_mask"])
     v = values.reshape(b, two, t)
     pos = batch["pair_pos"].astype(jnp.int32)
     own = jnp.take_along_axis(v[:, 0], pos[:, :1], axis=1)[:, 0]
@@ -69,11 +73,9 @@ def prm_mse_pair_loss(model, batch, pair_weight: float = PAIR_WEIGHT) -> tuple[j
     pairs = jnp.maximum(valid.sum(), 1.0)
     pair = (valid * jax.nn.softplus(-PAIR_SCALE * margin)).sum() / (PAIR_SCALE * pairs)
     loss = mse + pair_weight * pair
-    correct = weights * (jnp.sign(values) == jnp.sign(flat["targets"])) * (flat["targets"] != 0)
-    nonzero = jnp.maximum((weights * (flat["targets"] != 0)).sum(), 1.0)
     return loss, {"loss": loss, "mse": mse, "pair_loss": pair,
                   "pair_accuracy": (valid * (margin > 0)).sum() / pairs, "pairs": valid.sum(),
-                  "line_accuracy": correct.sum() / nonzero, "lines": weights.sum()}
+                  **line_metrics}
 
 
 def prm_bce_loss(model, batch) -> tuple[jax.Array, dict]:

@@ -471,7 +471,8 @@ def _preload():
             pass
 
 
-_RUN_FILES = frozenset({"solution.py", "stdout.txt", "stderr.txt", "main.py"})
+# The only files the sandbox itself writes into the run directory (outputs are memfds).
+_RUN_FILES = frozenset({"solution.py", "main.py"})
 
 
 def _clear_rundir(rundir):
@@ -479,8 +480,7 @@ def _clear_rundir(rundir):
     unlinks, anything else (subdirectories, odd permissions) a full wipe."""
     try:
         names = os.listdir(rundir)
-        if all(n in _RUN_FILES or n[:2] in ("in", "ou", "er") and n.endswith(".txt")
-               for n in names) and os.stat(rundir).st_mode & 0o777 == 0o700:
+        if all(n in _RUN_FILES for n in names) and os.stat(rundir).st_mode & 0o777 == 0o700:
             for name in names:
                 os.unlink(os.path.join(rundir, name))
             return

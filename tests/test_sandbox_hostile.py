@@ -276,3 +276,14 @@ def test_host_is_unaffected_after_the_suite(pool):
     import subprocess
     assert subprocess.run(["true"], timeout=10).returncode == 0
     assert pool.run(Job(id="ok", program=ADD, tests=ADD_TESTS)).passed
+
+
+def test_killing_the_sandbox_at_load_is_always_the_programs_failure(pool):
+    """The program process shares its worker's CPU and may run the moment it has its job: a
+    program that kills every process it can (judge and zygote included) must never turn its
+    failure into an infrastructure error, however the race falls."""
+    program = "import os, signal\nos.kill(-1, signal.SIGKILL)\n" + ADD
+    for i in range(20):
+        result = pool.run(Job(id=f"kill{i}", program=program, tests=ADD_TESTS))
+        assert result.status == "runtime_error", (i, result.status, result.message)
+    _assert_clean(pool)

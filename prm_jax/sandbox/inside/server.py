@@ -369,7 +369,10 @@ def run_assert(job, judge_proc, prog, zygote, sweep_all):
     deadline = time.monotonic() + float(job["timeout_s"])
     job = {k: job[k] for k in ("program", "tests", "setup", "memory_mb", "cpu_s", "nproc",
                                "output_limit_bytes", "stop_on_first_failure") if k in job}
-    started = prog.start(job) and judge_proc.start(job, tests, prog.w_req, prog.r_rep)
+    # The judge first: once the program process has its job it runs untrusted code (on this
+    # CPU, possibly before the server's next line) and may kill the judge; a judge killed
+    # after it was handed the run is the program's doing, not the sandbox's.
+    started = judge_proc.start(job, tests, prog.w_req, prog.r_rep) and prog.start(job)
     prog.close()
     if not started:
         return {"infra_error": "the judge or the pre-forked program process was gone"}, False

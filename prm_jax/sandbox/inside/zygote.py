@@ -113,7 +113,10 @@ def _serve(sock, prepare_child):
     live = {}  # pidfd -> pid
     while True:
         ready, _, _ = select.select([sock] + list(live), [], [])
-        for fd in ready:
+        # Exits before a fork request: the server asks for the next program only after the
+        # last one has exited, so reaping first means a run's process never outlives it as a
+        # zombie beside its successor.
+        for fd in sorted(ready, key=lambda x: x is sock):
             if fd is sock:
                 if not sock.recv(64):
                     return

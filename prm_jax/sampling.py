@@ -230,8 +230,10 @@ class Sampler:
         self.cache_dtype = cache_dtype
         self.sharded = ShardedModel(model, mesh)
         self.graphdef = self.sharded.graphdef
-        if mesh is not None:
-            self.batch_multiple = math.lcm(batch_multiple, mesh.shape["data"] * mesh.shape["fsdp"])
+        # Rows of the batch are split over (data, fsdp): the prefill's prompt rows as well as
+        # the decode's prompt × n rows must be multiples of it.
+        self.data_parallel = mesh.shape["data"] * mesh.shape["fsdp"] if mesh is not None else 1
+        self.batch_multiple = math.lcm(batch_multiple, self.data_parallel)
 
     @property
     def params(self) -> nnx.State:
@@ -296,8 +298,10 @@ class Sampler:
                 f"prompt of {longest} tokens + max_new_tokens={max_new} exceeds the model's "
                 f"max_position_embeddings={self.config.max_position_embeddings}")
         n_prompts = len(ids)
-        # Pad the prompt count so that rows = prompts × n is a multiple of batch_multiple.
-        step = self.batch_multiple // math.gcd(self.batch_multiple, config.n)
+        # Pad the prompt count so that rows = prompts × n is a multiple of batch_multiple and
+        # the prefill's prompt rows divide over the data-parallel devices.
+        step = math.lcm(self.batch_multiple // math.gcd(self.batch_multiple, config.n),
+                        self.data_parallel)
         b_prompts = -(-n_prompts // step) * step
         tokens = np.zeros((b_prompts, p_len), np.int32)
         mask = np.zeros((b_prompts, p_len), bool)

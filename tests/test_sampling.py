@@ -192,6 +192,18 @@ def test_sharded_sampling_matches_single_device(tiny, tokenizer):
         np.testing.assert_allclose(a, b, atol=1e-5)
 
 
+def test_few_prompts_with_many_samples_on_a_wide_mesh(tiny, tokenizer):
+    """2 prompts × n=4 on 8-way data parallelism: the prefill's prompt rows are padded to the
+    devices too (rows = 8 would divide, prompts = 2 would not)."""
+    prompts = _prompts(2, lengths=(9, 4))
+    config = SamplingConfig(temperature=0.8, max_new_tokens=6, n=4, eos_ids=())
+    single = Sampler(tiny, tokenizer).generate(prompts, config, seed=3)
+    mesh = sharding.make_mesh({"data": 1, "fsdp": 8, "tensor": 1})
+    wide = Sampler(tiny, tokenizer, mesh=mesh).generate(prompts, config, seed=3)
+    assert len(wide) == 4 * len(prompts) and wide.prompt_index == single.prompt_index
+    assert wide.token_ids == single.token_ids
+
+
 def test_bad_arguments_are_clear_errors(tiny, tokenizer):
     for kwargs, message in [
         (dict(top_p=0.0), "top_p must be in"), (dict(top_p=1.5), "top_p must be in"),

@@ -2,15 +2,16 @@
 
   python -m prm_jax.main --config=configs/default.py --workdir=runs/default
 
-Stages, in the paper's order (about 10 minutes on a 2-core CPU): `sft` trains a 2-layer d=128
+Stages, in the paper's order (about 11 minutes on a 2-core CPU): `sft` trains a 2-layer d=128
 decoder on synthetic references (H = 1..4, 15% of step lines preceded by a comment) and exports
 it (runs/default/policy, and a snapshot at step 300); `rl_baseline` runs PPO on the unit-test
 reward alone (critic from the policy) for 20 iterations of 16 prompts × 4 samples, exporting the
 policy at iterations 5, 10, 15, 20; `sample` draws one response per labelling problem from each
 of those 4 checkpoints and executes them; `label` labels them by binary search (PSGPO, K = 4,
 completions from the outcome-only run's policy), a random failing subset by per-line Monte
-Carlo, correct ones by mutation, and mutates the references of 400 further training tasks (AST
-mutants + 4 policy rewrites per line, labelled by execution), then measures every method against
+Carlo, correct ones by mutation, and mutates the references of 1,200 further training tasks (AST
+mutants — incl. any-literal and line-transplant mutants — + 2 policy rewrites per line, labelled
+by execution), then measures every method against
 the synthetic suite's ground truth; `prm_train` trains the PRM (policy backbone + scalar head,
 MSE on line-end tokens) on the reference-mutation labels; `prm_eval` runs the counterfactual
 probe and scores policy responses on held-out compositions against ground truth, and draws
@@ -76,7 +77,7 @@ def get_config() -> ml_collections.ConfigDict:
     # execution; ground_truth: label accuracy of every method against the synthetic ground truth.
     config.label = ml_collections.ConfigDict(dict(
         k=4, wave=2, temperature=0.8, batch_size=64, mc_responses=24, mutation_responses=32,
-        mutation_per_line=3, reference_tasks=400, teacher_n=4, teacher_temperature=1.0,
+        mutation_per_line=3, reference_tasks=1200, teacher_n=2, teacher_temperature=1.0,
         ground_truth=True))
     # label_sources: label files the PRM trains on ("oracle" = ground truth, upper bound only);
     # probe_problems / eval_n: prm_eval's held-out-composition tasks and responses per task.

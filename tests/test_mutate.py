@@ -88,3 +88,28 @@ def test_teacher_rewrites(pool):
     rows = M.label_by_mutation(items, SandboxVerifier(pool), operators=(), teacher=Teacher())
     assert rows and all(r["operator"] == "teacher" for r in rows)
     assert all(r["rollouts"] == 1 for r in rows)
+
+
+def test_literal_and_transplant_operators():
+    response = "    xs = [x + 3 for x in xs]\n    return xs[2:]\n"
+    donors = M.donor_values([response, "    xs = sorted(xs)\n    return [x % 4 for x in xs]\n"])
+    # Distinct value expressions of assignment/return lines, in first-seen order.
+    assert [M.ast.unparse(d) for d in donors] == ["[x + 3 for x in xs]", "xs[2:]", "sorted(xs)",
+                                                  "[x % 4 for x in xs]"]
+    literals, transplants = set(), set()
+    for seed in range(40):
+        for v in M.variants(response, operators=("literal",), per_line=1, seed=seed):
+            line = v.response.split("\n")[v.step]
+            literals.add(line)
+            value = int(line.split("+ ")[1].split(" ")[0]) if v.step == 0 else int(line.split("[")[1].split(":")[0])
+            assert M.LITERAL_RANGE[0] <= value <= M.LITERAL_RANGE[1] and value != (3 if v.step == 0 else 2)
+        for v in M.variants(response, operators=("transplant",), per_line=1, seed=seed, donors=donors):
+            line = v.response.split("\n")[v.step]
+            transplants.add(line)
+            # The statement keeps its form (`xs = …` / `return …`), takes another line's value.
+            assert line.startswith("    xs = " if v.step == 0 else "    return ")
+            assert line not in response.split("\n")
+    assert len(literals) > 10  # not only ±1
+    assert "    xs = sorted(xs)" in transplants and "    return [x % 4 for x in xs]" in transplants
+    # Without donors the operator makes nothing.
+    assert M.variants(response, operators=("transplant",), per_line=1, seed=0) == []

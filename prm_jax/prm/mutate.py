@@ -1,9 +1,11 @@
 """Line labels from mutation/refactoring + execution (PRLCoder-style), off-policy and cheap.
 
 From a correct response, change one line at a time and execute:
-* mutation operators (`MUTATIONS`): arithmetic operator, comparison, constant ±1, slice/range
-  bound off by one, another variable, deleted statement (→ `pass`), duplicated statement,
-  wrong return (`return None`);
+* mutation operators (`MUTATIONS`): arithmetic operator, comparison, constant ±1, an integer
+  literal replaced by another in [−9, 9] (`literal`), slice/range bound off by one, another
+  variable, deleted statement (→ `pass`), duplicated statement, wrong return (`return None`),
+  and the statement's value expression replaced by another correct line's (`transplant`, from
+  a donor pool of other programs' lines — a plausible line that does the wrong thing);
 * semantics-preserving refactors (`REFACTORS`): flipped comparison (`a < b` → `b > a`),
   swapped equality operands, augmented assignment spelled out (`x += e` → `x = x + e`);
 * optionally a teacher policy's rewrites of the line (any `RolloutPolicy`; `teacher_n` samples
@@ -28,7 +30,10 @@ from prm_jax import lines as lines_lib
 from prm_jax.prm.label import Response, Verifier
 from prm_jax.prm.rows import LabelRow, line_labels
 
-MUTATIONS = ("binop", "compare", "constant", "bound", "variable", "delete", "duplicate", "return")
+MUTATIONS = ("binop", "compare", "constant", "literal", "bound", "variable", "delete", "duplicate",
+             "return", "transplant")
+# Range of integer literals drawn by the `literal` operator.
+LITERAL_RANGE = (-9, 9)
 REFACTORS = ("flip_compare", "swap_equality", "augassign")
 
 _BINOP_SWAP = {ast.Add: ast.Sub, ast.Sub: ast.Add, ast.Mult: ast.Add, ast.FloorDiv: ast.Mult,
@@ -62,7 +67,8 @@ def _nodes(stmt, kind):
     return [n for n in ast.walk(stmt) if isinstance(n, kind)]
 
 
-def _apply(op: str, stmt: ast.stmt, header: bool, rng, names: Sequence[str]) -> ast.stmt | str | None:
+def _apply(op: str, stmt: ast.stmt, header: bool, rng, names: Sequence[str],
+           donors: Sequence[ast.expr] = ()) -> ast.stmt | str | None:
     stmt = copy.deepcopy(stmt)
     if op == "binop":
         nodes = [n for n in _nodes(stmt, ast.BinOp) if type(n.op) in _BINOP_SWAP]
@@ -82,6 +88,24 @@ def _apply(op: str, stmt: ast.stmt, header: bool, rng, names: Sequence[str]) -> 
             return None
         n = nodes[rng.integers(len(nodes))]
         n.value += 1 if rng.integers(2) else -1
+    elif op == "literal":
+        nodes = [n for n in _nodes(stmt, ast.Constant) if type(n.value) is int]
+        if not nodes:
+            return None
+        n = nodes[rng.integers(len(nodes))]
+        lo, hi = LITERAL_RANGE
+        others = [v for v in range(lo, hi + 1) if v != n.value]
+        n.value = int(others[rng.integers(len(others))])
+    elif op == "transplant":
+        if header or not isinstance(stmt, (ast.Assign, ast.Return, ast.AugAssign)) or stmt.value is None:
+            return None
+        # Donors are distinct, so if the draw is this line's own value its neighbour is not.
+        j = int(rng.integers(len(donors))) if donors else -1
+        if j >= 0 and ast.dump(donors[j]) == ast.dump(stmt.value):
+            j = (j + 1) % len(donors) if len(donors) > 1 else -1
+        if j < 0:
+            return None
+        stmt.value = copy.deepcopy(donors[j])
     elif op == "bound":
         slices = [n for n in _nodes(stmt, ast.Slice) if n.upper is not None or n.lower is not None]
         calls = [n for n in _nodes(stmt, ast.Call) if isinstance(n.func, ast.Name)
@@ -144,9 +168,28 @@ class Variant:
     response: str
 
 
+def donor_values(responses: Sequence[str]) -> list[ast.expr]:
+    """Value expressions of the assignment/return lines of `responses` (the `transplant` pool),
+    distinct, in first-seen order."""
+    out, seen = [], set()
+    for response in responses:
+        for line in lines_lib.split_lines(response):
+            parsed = None if line.is_comment else _parse_line(line.text)
+            if parsed is None or parsed[1]:
+                continue
+            stmt = parsed[0]
+            if isinstance(stmt, (ast.Assign, ast.Return, ast.AugAssign)) and stmt.value is not None:
+                key = ast.dump(stmt.value)
+                if key not in seen:
+                    seen.add(key)
+                    out.append(stmt.value)
+    return out
+
+
 def variants(response: str, *, operators: Sequence[str] = MUTATIONS + REFACTORS,
-             per_line: int = 1, seed: int = 0) -> list[Variant]:
-    """Up to `per_line` single-line variants per step line (deterministic by seed)."""
+             per_line: int = 1, seed: int = 0, donors: Sequence[ast.expr] = ()) -> list[Variant]:
+    """Up to `per_line` single-line variants per step line (deterministic by seed); `donors`
+    are the `transplant` operator's value expressions (none: the operator does nothing)."""
     rng = np.random.default_rng(seed)
     lines = lines_lib.split_lines(response)
     try:
@@ -167,7 +210,7 @@ def variants(response: str, *, operators: Sequence[str] = MUTATIONS + REFACTORS,
         for op in rng.permutation(list(operators)):
             if made >= per_line:
                 break
-            result = _apply(str(op), stmt, header, rng, names)
+            result = _apply(str(op), stmt, header, rng, names, donors)
             if result is None:
                 continue
             if result == "pass":
@@ -218,10 +261,13 @@ def teacher_variants(items: Sequence[Response], policy, *, seed: int = 0,
 def label_by_mutation(items: Sequence[Response], verifier: Verifier, *, per_line: int = 1,
                       seed: int = 0, operators: Sequence[str] = MUTATIONS + REFACTORS,
                       teacher=None, teacher_n: int = 1) -> list[dict]:
-    """Labels rows from single-line variants of correct responses (see module docstring)."""
+    """Labels rows from single-line variants of correct responses (see module docstring); the
+    `transplant` donors are the lines of all `items`."""
     pending: list[tuple[Response, Variant]] = []
+    donors = donor_values([item.response for item in items]) if "transplant" in operators else []
     for i, item in enumerate(items):
-        for v in variants(item.response, operators=operators, per_line=per_line, seed=seed + i):
+        for v in variants(item.response, operators=operators, per_line=per_line, seed=seed + i,
+                          donors=donors):
             pending.append((item, v))
     if teacher is not None:
         pending += [(items[i], v) for i, v in teacher_variants(items, teacher, seed=seed, n=teacher_n)]

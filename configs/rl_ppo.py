@@ -2,6 +2,11 @@
 
   python -m prm_jax.main --config=configs/rl_ppo.py:psgpo --workdir=runs/default
 
+On a workdir made with another config (say a shrunk pipeline), name it after a comma: the run's
+own config.json is the base, so every result-changing value matches it:
+
+  python -m prm_jax.main --config=configs/rl_ppo.py:psgpo,runs/small --workdir=runs/small
+
 Arms (the argument after the colon; each writes workdir/<arm>/ and workdir/policy_<arm>/, so
 all arms share one workdir and its SFT policy and PRM):
   sparse        PPO, unit-test reward only, critic from the SFT policy (fresh head)
@@ -36,10 +41,19 @@ ARMS = {
 }
 
 
-def get_config(arm: str = "psgpo"):
+def get_config(arg: str = "psgpo"):
+    """`arg` = "<arm>" (on the default config) or "<arm>,<workdir>" (on that run's config)."""
+    arm, _, workdir = arg.partition(",")
     if arm not in ARMS:
         raise ValueError(f"unknown RL arm {arm!r}; expected one of {sorted(ARMS)}")
-    config = default.get_config()
+    if workdir:
+        from prm_jax.run_config import config_dict_from_workdir
+
+        config = config_dict_from_workdir(workdir)
+        if "rl" not in config:
+            config.rl = default.get_config().rl
+    else:
+        config = default.get_config()
     config.stages = ("rl",)
     config.rl.name = arm
     for key, value in ARMS[arm].items():

@@ -492,3 +492,32 @@ def result_changing_differences(old: Mapping[str, Any], new: Mapping[str, Any]) 
         if a[key] != b[key]:
             diff.append(f"{key}: {a[key]!r} -> {b[key]!r}")
     return diff
+
+
+def config_dict_from_json(values: Mapping[str, Any]) -> ml_collections.ConfigDict:
+    """The launcher ConfigDict of a run's `config.json` (the inverse of `from_config_dict` +
+    `to_json_dict`): model_check's keys return to the top level, the workdir is dropped, lists
+    become tuples and absent sections (null) are left out."""
+    values = dict(values)
+    values.pop("workdir", None)
+    values.update(values.pop("model_check", None) or {})
+
+    def convert(v):
+        if isinstance(v, Mapping):
+            return {k: convert(x) for k, x in v.items()}
+        return tuple(convert(x) for x in v) if isinstance(v, list) else v
+
+    return ml_collections.ConfigDict({k: convert(v) for k, v in values.items() if v is not None})
+
+
+def config_dict_from_workdir(workdir: str) -> ml_collections.ConfigDict:
+    """The ConfigDict of the run in `workdir` (its config.json), for launching more stages or
+    RL arms on it with the same result-changing values."""
+    import json
+
+    path = os.path.join(os.path.abspath(os.path.expanduser(workdir)), "config.json")
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"{path} does not exist: {workdir!r} holds no run (run the "
+                                "pipeline there first)")
+    with open(path) as f:
+        return config_dict_from_json(json.load(f))

@@ -5,7 +5,8 @@ import pytest
 
 from prm_jax.models import DecoderConfig, build_model
 from prm_jax.prm import metrics as M
-from prm_jax.prm.score import render_html, render_png, score_lines
+from prm_jax.prm import line_picture as LP
+from prm_jax.prm.score import score_lines
 from prm_jax.tokenizer import load_tokenizer
 from prm_jax.train.examples import prm_example
 
@@ -59,7 +60,24 @@ def test_scores_and_pictures(tmp_path):
     p = len(tok("def f():\n")["input_ids"])
     newline_tokens = [i for i, t in enumerate(ids) if "\n" in tok.decode([t])]
     np.testing.assert_allclose(scores[0], np.asarray(values[0])[[p + i for i in newline_tokens]], atol=1e-5)
-    page = render_html(responses[0], [0.9, -0.8], title="demo <x>")
-    assert "rgb(" in page and "&lt;x&gt;" in page and "+0.90" in page
-    render_png(responses[0], [0.9, -0.8], str(tmp_path / "lines.png"), title="demo")
-    assert (tmp_path / "lines.png").stat().st_size > 1000
+
+
+def test_line_picture_says_whether_the_prm_found_the_first_error(tmp_path):
+    response = "    # add one\n    xs = [x + 1 for x in xs]\n\n    xs = xs[::-1]\n    return xs[2:]\n"
+    labels = {"BS": [0, 1, -1, -1], "truth": [0, 1, 1, -1]}  # per non-blank line
+    # Comment lines never count as the PRM's first error, whatever their score.
+    right = LP.LineExample("def transform(xs):\n", response, [-0.5, 0.4, 0.2, -0.7], labels,
+                           true_first_error=3)
+    assert LP.prm_first_error(response, right.scores) == 3
+    assert "line 4" in LP.verdict(right) and "RIGHT" in LP.verdict(right)
+    wrong = LP.LineExample("def transform(xs):\n", response, [0.0, 0.4, -0.2, -0.7], labels,
+                           true_first_error=3)
+    assert "below 0 is line 3" in LP.verdict(wrong) and "WRONG" in LP.verdict(wrong)
+    assert "no step line below 0" in LP.verdict(LP.LineExample("p", response, [1, 1, 1, 1]))
+    page = LP.render_html(right, title="demo <x>")
+    assert "rgb(" in page and "&lt;x&gt;" in page and "+0.40" in page and "RIGHT" in page
+    assert page.count("<tr>") == 1 + 5  # header + five physical lines (one blank)
+    LP.render_png(right, str(tmp_path / "lines.png"), title="demo", caption="rule")
+    assert (tmp_path / "lines.png").stat().st_size > 5000
+    assert LP.colour(-1) == (1.0, 0.0, 0.0) and LP.colour(1) == (0.0, 1.0, 0.0)
+    assert LP.colour(0) == (1.0, 1.0, 1.0)

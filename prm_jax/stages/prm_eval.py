@@ -9,7 +9,10 @@
   mean baselines beside them; `mixed` (all responses' lines) is secondary — passing responses
   make it partly a response-level figure.
 
-Draws workdir/prm_lines.png and prm_lines.html (a failing held-out response by line score).
+Draws workdir/prm_lines.png and prm_lines.html: one failing held-out response chosen by a fixed
+rule (`EXAMPLE_RULE`), its prompt, per-line PRM scores beside its binary-search labels (the
+labelling recipe: `label.k` completions per probe from the labelling policy) and ground truth,
+and whether the PRM's first negative line is the true first error.
 """
 
 from __future__ import annotations
@@ -23,7 +26,10 @@ from prm_jax.prm import ground_truth
 from prm_jax.prm import metrics as metrics_lib
 from prm_jax.prm import probe as probe_lib
 from prm_jax.prm.rollouts import SandboxVerifier
-from prm_jax.prm.score import render_html, render_png, score_lines
+from prm_jax.prm import label as label_lib
+from prm_jax.prm import line_picture
+from prm_jax.prm.rollouts import SamplerPolicy
+from prm_jax.prm.score import score_lines
 from prm_jax.sampling import Sampler, SamplingConfig
 from prm_jax.sandbox import SandboxPool
 from prm_jax.stages import common
@@ -69,16 +75,41 @@ def run_responses(ctx: StageContext, prm: ShardedModel, problems) -> tuple[dict,
     return report, [(p, r, t, s) for ((p, r), t), s in zip(kept, scores)]
 
 
-def _draw(wd, scored) -> None:
-    shown = [x for x in scored if not x[2].passed and (x[2].first_error or 0) > 0] or \
-        [x for x in scored if not x[2].passed]
-    if not shown:
+EXAMPLE_RULE = ("the first failing held-out response, in sampling order, whose true first error "
+                "is not its first step line (else the first failing one)")
+
+
+def choose_example(scored):
+    """The response `EXAMPLE_RULE` names, or None when every response passes."""
+    failing = [x for x in scored if not x[2].passed]
+    later = [x for x in failing if (x[2].first_error or 0) > 0]
+    return (later or failing or [None])[0]
+
+
+def _draw(ctx: StageContext, scored) -> None:
+    chosen = choose_example(scored)
+    if chosen is None:
         return
-    p, response, truth, scores = shown[0]
-    title = f"{p.task_id}: true first error at line {truth.first_error + 1} (ground truth)"
-    render_png(response, scores, wd.path("prm_lines.png"), title)
+    config, wd = ctx.config, ctx.workdir
+    p, response, truth, scores = chosen
+    policy = load_pretrained(common.labelling_policy_path(config, wd))
+    rollout = SamplerPolicy(Sampler(policy, ctx.tokenizer, mesh=ctx.mesh), SamplingConfig(
+        temperature=config.label.temperature, max_new_tokens=config.sample.max_new_tokens,
+        stop_strings=common.STOP))
+    with SandboxPool() as pool:
+        row = label_lib.label_batch(
+            [label_lib.Response(p, response, passed=False)], rollout, SandboxVerifier(pool),
+            label_lib.LabelConfig(k=config.label.k, wave=config.label.wave, seed=config.seed))[0]
+    example = line_picture.LineExample(
+        prompt=p.prompt, response=response, scores=scores,
+        labels={"BS": [l["label"] for l in row["lines"]], "truth": list(truth.labels)},
+        true_first_error=truth.first_error)
+    title = f"{p.task_id} (held-out composition, H={p.meta['horizon']}): PRM line scores"
+    caption = (f"Chosen as {EXAMPLE_RULE}. BS: binary search, K={config.label.k} "
+               f"({row['rollouts']} rollouts); truth: ground truth.")
+    line_picture.render_png(example, wd.path("prm_lines.png"), title, caption)
     with open(wd.path("prm_lines.html"), "w") as f:
-        f.write(render_html(response, scores, title))
+        f.write(line_picture.render_html(example, f"{title}. {caption}"))
 
 
 def run(ctx: StageContext) -> dict:
@@ -87,7 +118,7 @@ def run(ctx: StageContext) -> dict:
     problems = probe_problems(config)
     result = {"probe": run_probe(prm, ctx.tokenizer, problems, config.seed)}
     result["responses"], scored = run_responses(ctx, prm, problems)
-    _draw(ctx.workdir, scored)
+    _draw(ctx, scored)
     pr, resp = result["probe"], result["responses"]
     print(f"PRM probe on held-out compositions: wrong line below the right one in "
           f"{pr['pair_accuracy']:.3f} of {pr['pairs']} pairs (position/task-mean baselines 0.5); "

@@ -108,3 +108,103 @@ def write_curves(metrics_path: str, out_path: str | None = None) -> str | None:
     fig.savefig(out_path, dpi=100)
     plt.close(fig)
     return out_path
+
+
+# Panels of `compare_curves` for RL arms: learning, reward and the reward-hacking indicators.
+RL_COMPARISON: tuple[tuple[str, str], ...] = (
+    ("eval/pass@1", "held-out greedy pass@1"),
+    ("rollout/pass_rate", "rollout pass rate"),
+    ("reward/dense_sum_failing", "dense PRM reward, failing responses"),
+    ("kl/k1", "KL to the reference (k1)"),
+    ("policy/entropy", "policy entropy (nats/token)"),
+    ("shape/code_lines", "code lines per response"),
+    ("shape/comment_fraction", "comment-line fraction"),
+    ("shape/duplicate_line_fraction", "duplicate-line fraction"),
+    ("rollout/response_tokens", "response tokens"),
+)
+
+
+def compare_curves(metrics_paths: dict[str, str], out_path: str,
+                   panels: Sequence[tuple[str, str]] = RL_COMPARISON) -> str | None:
+    """One panel per metric with one curve per run (`{label: metrics.jsonl}`), e.g. RL arms on
+    one workdir; panels no run logged are skipped. Returns the path, or None if nothing to draw."""
+    runs = {label: read_series(path)[1] for label, path in metrics_paths.items()}
+    panels = [(n, t) for n, t in panels if any(n in s for s in runs.values())]
+    if not panels:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, len(panels))
+    rows = (len(panels) + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax, (name, title) in zip(axes.flat, panels):
+        for i, (label, series) in enumerate(runs.items()):
+            if name not in series:
+                continue
+            steps, values = series[name]
+            colour = f"C{i % 10}"
+            smooth = len(steps) > 12
+            ax.plot(steps, values, ".", ms=3, color=colour, alpha=0.4 if smooth else 1.0)
+            ax.plot(steps, moving_average(values, max(3, len(steps) // 15)) if smooth else values,
+                    color=colour, lw=1.4, label=label)
+        ax.set_title(title, fontsize=9)
+        ax.tick_params(labelsize=7)
+        ax.grid(alpha=0.3)
+        ax.set_xlabel("iteration", fontsize=7)
+    for ax in list(axes.flat)[len(panels):]:
+        ax.axis("off")
+    axes.flat[0].legend(fontsize=7)
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+def label_cost_accuracy(accuracy: dict, out_path: str) -> str | None:
+    """Labelling cost vs accuracy against ground truth: one point per labelling method
+    (`summary["label"]["accuracy"]`: rollouts per response, first-error accuracy, κ), with each
+    method's trivial baseline (line-0 guess; κ = 0 for a constant labeller) as a hollow marker.
+    Returns the path, or None when no method was measured."""
+    methods = {m: a for m, a in accuracy.items() if isinstance(a, dict) and "kappa" in a}
+    if not methods:
+        return None
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
+    for i, (method, a) in enumerate(sorted(methods.items())):
+        x, colour = a["rollouts_per_response"], f"C{i % 10}"
+        label = f"{method} ({a['failing_responses']} failing responses)"
+        axes[0].plot([x], [a["first_error_accuracy"]], "o", color=colour, ms=7, label=label)
+        axes[0].plot([x], [a["chance"]["first_line_first_error_accuracy"]], "o", mfc="none",
+                     color=colour, ms=7)
+        axes[1].plot([x], [a["kappa"]], "o", color=colour, ms=7)
+    axes[1].axhline(0.0, color="grey", ls="--", lw=1)
+    axes[0].set_title("first-error accuracy vs ground truth\n(hollow: line-0 guess)", fontsize=9)
+    axes[1].set_title("Cohen's κ of line labels vs ground truth\n(dashed: constant labeller)", fontsize=9)
+    for ax in axes:
+        ax.set_xlabel("policy rollouts per failing response", fontsize=8)
+        ax.set_ylim(-0.05, 1.05)
+        ax.grid(alpha=0.3)
+        ax.tick_params(labelsize=7)
+    axes[0].legend(fontsize=7, loc="lower right")
+    fig.tight_layout()
+    fig.savefig(out_path, dpi=100)
+    plt.close(fig)
+    return out_path
+
+
+def rl_run_metrics(workdir: str) -> dict[str, str]:
+    """{run name: metrics.jsonl} of the RL runs in a workdir (folders with an RL config.json)."""
+    out = {}
+    for name in sorted(os.listdir(workdir)):
+        path = os.path.join(workdir, name)
+        if os.path.isfile(os.path.join(path, "config.json")) and os.path.isfile(
+                os.path.join(path, "metrics.jsonl")):
+            out[name] = os.path.join(path, "metrics.jsonl")
+    return out

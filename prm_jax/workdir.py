@@ -10,7 +10,9 @@
   prm/                     the PRM (HF *ForTokenClassification checkpoint)
   <run>/                   a training run (sft, prm_training): checkpoints/, metrics.jsonl, tb/,
                            result.json (its final figures, reused when a finished run is resumed)
-  prm_lines.png, .html     a held-out failing response coloured by PRM line scores
+  prm_lines.png, .html     a held-out failing response: PRM line scores beside its labels
+  label_accuracy.png       labelling cost vs accuracy against ground truth, per method
+  rl_runs.png              every RL run's curves on one set of axes
 """
 
 from __future__ import annotations

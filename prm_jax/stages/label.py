@@ -22,6 +22,7 @@ import time
 import numpy as np
 
 from prm_jax import lines as lines_lib
+from prm_jax import plots
 from prm_jax.data.problem import Problem
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
 from prm_jax.models import load_pretrained
@@ -133,6 +134,7 @@ def run(ctx: StageContext) -> dict:
             problems = {r.problem.task_id: r.problem for r in items + references}
             results["accuracy"] = accuracy(wd, verifier, problems, config.seed)
             results["accuracy"]["seconds"] = time.perf_counter() - start
+            plots.label_cost_accuracy(results["accuracy"], wd.path("label_accuracy.png"))
     results["agreement"] = agreement(wd)
     bs = results["binary_search"]
     print(f"labels: {bs['lines']} lines by binary search ({bs['rollouts']} rollouts), MC agreement "

@@ -21,12 +21,13 @@ import json
 import time
 
 import numpy as np
-from tqdm import tqdm
 
+from prm_jax import plots
 from prm_jax.data.loader import problem_loader
 from prm_jax.data.tfds_builder import problem_to_record
 from prm_jax.jsonio import write_json_atomic
 from prm_jax.models import load_pretrained, save_pretrained
+from prm_jax.progress import progress_bar
 from prm_jax.prm.rollouts import SandboxVerifier
 from prm_jax.rl.critic_init import fit_affine, init_critic
 from prm_jax.rl.learner import LearnerConfig, PPOLearner
@@ -136,7 +137,7 @@ def run_section(ctx: StageContext, c: RLConfig) -> dict:
     else:
         with open(before_path) as f:
             initial = json.load(f)
-    bar = tqdm(total=c.iterations, initial=start, desc=c.name, unit="iter", dynamic_ncols=True)
+    bar = progress_bar(total=c.iterations, initial=start, desc=c.name, unit="iter", dynamic_ncols=True)
     t_start = time.perf_counter()
     last: dict = writer.last()
     with SandboxPool() as pool:
@@ -200,6 +201,7 @@ def run_section(ctx: StageContext, c: RLConfig) -> dict:
     result["test_before"] = initial
     common.save_train_result(run_dir, result)
     _export(ctx, learner, export)
+    plots.compare_curves(plots.rl_run_metrics(wd.root), wd.path("rl_runs.png"))
     print(f"{c.name}: held-out pass@1 {final['pass@1']:.3f}"
           + f" (before {initial['pass@1']:.3f})")
     return dict(result, resumed=False)

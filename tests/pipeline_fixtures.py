@@ -1,5 +1,6 @@
 """The shrunk default pipeline shared by the launcher and RL tests (run once per session)."""
 
+import importlib.util
 import json
 import os
 import subprocess
@@ -18,23 +19,18 @@ def launch(tmp_path, *overrides, devices=1, config="configs/default.py"):
     return subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
 
 
-SMALL_PIPELINE = (
-    "--config.data.num_train=64", "--config.data.num_test=8", "--config.data.max_horizon=3",
-    "--config.sft.steps=30", "--config.sft.checkpoint_every=10", "--config.sft.snapshot_steps=(10,)",
-    "--config.sample.num_problems=8", "--config.sample.n=1", "--config.sample.snapshot_n=1",
-    "--config.sample.rl_baseline_n=1",
-    "--config.sample.max_new_tokens=48", "--config.label.k=2", "--config.label.mc_responses=3",
-    "--config.label.mutation_responses=4", "--config.prm.steps=10", "--config.prm.batch_size=4",
-    "--config.prm.heldout_fraction=0.5", "--config.prm.probe_problems=12",
-    "--config.label.reference_tasks=4", "--config.model.num_layers=1",
-    "--config.model.hidden_size=64", "--config.model.intermediate_size=128",
-    "--config.rl.iterations=2", "--config.rl.prompts=4", "--config.rl.samples=2",
-    "--config.rl.max_new_tokens=48", "--config.rl.eval_every=0", "--config.rl.checkpoint_every=1",
-    "--config.rl.num_problems=16",
-    "--config.rl_baseline.iterations=2", "--config.rl_baseline.prompts=4",
-    "--config.rl_baseline.samples=2", "--config.rl_baseline.max_new_tokens=48",
-    "--config.rl_baseline.eval_every=0", "--config.rl_baseline.checkpoint_every=1",
-    "--config.rl_baseline.num_problems=16", "--config.rl_baseline.snapshots=2")
+
+
+def _small_overrides() -> tuple[str, ...]:
+    """configs/small.py's values as launcher flags on configs/default.py."""
+    spec = importlib.util.spec_from_file_location("prm_jax_small_config",
+                                                  os.path.join(ROOT, "configs", "small.py"))
+    small = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(small)
+    return tuple(f"--config.{key}={value!r}" for key, value in small.OVERRIDES.items())
+
+
+SMALL_PIPELINE = _small_overrides()
 STAGES = {"sft", "rl_baseline", "sample", "label", "prm_train", "prm_eval", "rl"}
 
 

@@ -21,7 +21,7 @@ from typing import Callable, Iterable, Sequence
 import grain.python as grain
 import jax
 import optax
-from tqdm import tqdm
+from prm_jax.progress import progress_bar
 
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
 from prm_jax.train import losses
@@ -181,7 +181,7 @@ def train(model, data: Sequence[dict] | Iterable[dict], *, loss: str | LossFn, c
 
     last: dict = writer.last()
     pending = None
-    bar = tqdm(total=config.steps, initial=start, desc=name, unit="step", dynamic_ncols=True,
+    bar = progress_bar(total=config.steps, initial=start, desc=name, unit="step", dynamic_ncols=True,
                mininterval=2.0)
     t0 = time.perf_counter()
     ran = 0

@@ -121,7 +121,8 @@ def run(ctx: StageContext) -> dict:
     _draw(ctx, scored)
     pr, resp = result["probe"], result["responses"]
     print(f"PRM probe on held-out compositions: wrong line below the right one in "
-          f"{pr['pair_accuracy']:.3f} of {pr['pairs']} pairs (position/task-mean baselines 0.5); "
+          f"{pr['pair_accuracy']:.3f} of {pr['pairs']} pairs (position/task-mean baselines 0.5), "
+          f"line AUROC right vs wrong {pr['pair_auroc']:.3f} (0.5); "
           f"program-line AUROC {pr['program_auroc']:.3f} (position "
           f"{pr['baselines']['position']['program_auroc']:.3f}); comment lines mean |score| "
           f"{pr['comment_lines']['mean_abs_score']:.3f}")

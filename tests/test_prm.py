@@ -62,7 +62,7 @@ def test_scores_and_pictures(tmp_path):
     np.testing.assert_allclose(scores[0], np.asarray(values[0])[[p + i for i in newline_tokens]], atol=1e-5)
 
 
-def test_line_picture_says_whether_the_prm_found_the_first_error(tmp_path):
+def test_line_picture_says_whether_the_prm_found_the_first_error(tmp_path, monkeypatch):
     response = "    # add one\n    xs = [x + 1 for x in xs]\n\n    xs = xs[::-1]\n    return xs[2:]\n"
     labels = {"BS": [0, 1, -1, -1], "truth": [0, 1, 1, -1]}  # per non-blank line
     # Comment lines never count as the PRM's first error, whatever their score.
@@ -77,7 +77,21 @@ def test_line_picture_says_whether_the_prm_found_the_first_error(tmp_path):
     page = LP.render_html(right, title="demo <x>")
     assert "rgb(" in page and "&lt;x&gt;" in page and "+0.40" in page and "RIGHT" in page
     assert page.count("<tr>") == 1 + 5  # header + five physical lines (one blank)
-    LP.render_png(right, str(tmp_path / "lines.png"), title="demo", caption="rule")
+    import matplotlib.axes
+
+    texts = []
+    original = matplotlib.axes.Axes.text
+
+    def spy(self, x, y, s, *args, **kwargs):
+        texts.append(s)
+        return original(self, x, y, s, *args, **kwargs)
+
+    monkeypatch.setattr(matplotlib.axes.Axes, "text", spy)
+    two_line_prompt = LP.LineExample("def transform(xs):\n    \"\"\"doc\x17\"\"\"\n", response,
+                                     right.scores, labels, 3)
+    LP.render_png(two_line_prompt, str(tmp_path / "lines.png"), title="demo", caption="rule")
+    # The prompt is drawn line by line; control characters are escaped, newlines are not.
+    assert "def transform(xs):" in texts and '    """doc\\x17"""' in texts
     assert (tmp_path / "lines.png").stat().st_size > 5000
     assert LP.colour(-1) == (1.0, 0.0, 0.0) and LP.colour(1) == (0.0, 1.0, 0.0)
     assert LP.colour(0) == (1.0, 1.0, 1.0)

@@ -100,7 +100,7 @@ def render_png(example: LineExample, path: str, title: str = "", caption: str = 
     import matplotlib.pyplot as plt
     from matplotlib.colors import LinearSegmentedColormap, Normalize
 
-    prompt_lines = printable(example.prompt.rstrip("\n")).split("\n")
+    prompt_lines = [printable(line) for line in example.prompt.rstrip("\n").split("\n")]
     rows = _rows(example)
     columns = list(example.labels)
     n = len(prompt_lines) + len(rows) + 1

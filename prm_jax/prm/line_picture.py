@@ -105,9 +105,9 @@ def render_png(example: LineExample, path: str, title: str = "", caption: str = 
     columns = list(example.labels)
     n = len(prompt_lines) + len(rows) + 1
     width_chars = max(len(t) for t in prompt_lines + [r[0] for r in rows]) + 8 + 7 * len(columns)
-    height = 0.24 * (n + 1) + 1.4  # inches: rows, plus 0.4 title and 1.0 bottom margin
+    height = 0.24 * (n + 1) + 1.7  # inches: rows, plus 0.4 title and 1.3 bottom margin
     fig = plt.figure(figsize=(max(7.0, 0.085 * width_chars + 1.5), height))
-    ax = fig.add_axes([0.02, 1.0 / height, 0.96, 1 - 1.4 / height])
+    ax = fig.add_axes([0.02, 1.3 / height, 0.96, 1 - 1.7 / height])
     ax.axis("off")
     ax.set_xlim(0, 1)
     ax.set_ylim(0, n + 0.5)
@@ -143,9 +143,9 @@ def render_png(example: LineExample, path: str, title: str = "", caption: str = 
                        orientation="horizontal")
     bar.ax.set_title("PRM line score", fontsize=7)
     bar.ax.tick_params(labelsize=7)
-    fig.text(0.02, 0.8 / height, verdict(example), fontsize=8, ha="left", va="center")
+    fig.text(0.02, 1.1 / height, verdict(example), fontsize=8, ha="left", va="center")
     if caption:
-        fig.text(0.02, 0.55 / height, caption, fontsize=7, ha="left", va="center", color="#444",
+        fig.text(0.02, 0.85 / height, caption, fontsize=7, ha="left", va="center", color="#444",
                  wrap=True)
     fig.savefig(path, dpi=120)
     plt.close(fig)

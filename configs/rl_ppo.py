@@ -29,28 +29,42 @@ _spec = importlib.util.spec_from_file_location(
 default = importlib.util.module_from_spec(_spec)
 _spec.loader.exec_module(default)
 
+# Every arm sets every key any arm changes that matters to it (GRPO/RLOO have no critic), so an
+# arm never inherits another's value.
+_PPO = dict(estimator="gae", kl_mode="reward", kl_coef=0.01)
 ARMS = {
-    "sparse": dict(estimator="gae", dense=False, critic_init="policy"),
-    "dense": dict(estimator="gae", dense=True, critic_init="policy"),
-    "value": dict(estimator="gae", dense=False, critic_init="prm"),
-    "psgpo": dict(estimator="gae", dense=True, critic_init="prm"),
+    "sparse": dict(_PPO, dense=False, critic_init="policy"),
+    "dense": dict(_PPO, dense=True, critic_init="policy"),
+    "value": dict(_PPO, dense=False, critic_init="prm"),
+    "psgpo": dict(_PPO, dense=True, critic_init="prm"),
     "grpo": dict(estimator="grpo", dense=False, kl_mode="loss", kl_coef=0.001),
-    "grpo_process": dict(estimator="grpo", dense=True, kl_mode="loss", kl_coef=0.001),
+    "grpo_process": dict(estimator="grpo", dense=True, kl_mode="loss",
+                         kl_coef=0.001),
     "rloo": dict(estimator="rloo", dense=False, kl_mode="loss", kl_coef=0.001),
-    "rloo_process": dict(estimator="rloo", dense=True, kl_mode="loss", kl_coef=0.001),
+    "rloo_process": dict(estimator="rloo", dense=True, kl_mode="loss",
+                         kl_coef=0.001),
 }
 
 
 def get_config(arg: str = "psgpo"):
-    """`arg` = "<arm>" (on the default config) or "<arm>,<workdir>" (on that run's config)."""
+    """`arg` = "<arm>" (on the default config) or "<arm>,<workdir>" (on that run's config; the
+    RL section starts from the pipeline's own `rl` run, workdir/rl/config.json, else the
+    default's — never from the top-level config.json, which holds whichever arm ran last)."""
     arm, _, workdir = arg.partition(",")
     if arm not in ARMS:
         raise ValueError(f"unknown RL arm {arm!r}; expected one of {sorted(ARMS)}")
     if workdir:
         from prm_jax.run_config import config_dict_from_workdir
 
+        import json
+
         config = config_dict_from_workdir(workdir)
-        if "rl" not in config:
+        pipeline_rl = os.path.join(workdir, "rl", "config.json")
+        if os.path.isfile(pipeline_rl):
+            with open(pipeline_rl) as f:
+                rl = json.load(f)
+            config.rl = {k: tuple(v) if isinstance(v, list) else v for k, v in rl.items()}
+        else:
             config.rl = default.get_config().rl
     else:
         config = default.get_config()

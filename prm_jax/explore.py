@@ -30,32 +30,36 @@ def load_config(name: str, arg: str | None = None):
     return module.get_config() if arg is None else module.get_config(arg)
 
 
+# Stages whose results the notebooks open (RL runs are optional: they are named runs).
+PIPELINE_STAGES = ("sft", "sample", "label", "prm_train", "prm_eval")
+
+
 def ensure_run(workdir: str | os.PathLike | None = None) -> pathlib.Path:
-    """A workdir holding a finished pipeline: `workdir`, else $PRM_JAX_WORKDIR, else
-    runs/default if it has a summary, else runs/small — made now with configs/small.py (about
-    a minute on a CPU; its figures mean nothing) when it does not exist yet."""
+    """A workdir holding a finished pipeline (`PIPELINE_STAGES` in its summary): `workdir`,
+    else $PRM_JAX_WORKDIR, else runs/default if finished, else runs/small — made (or finished)
+    now with configs/small.py (about a minute on a CPU; its figures mean nothing)."""
     chosen = workdir or os.environ.get("PRM_JAX_WORKDIR")
     if chosen:
         path = pathlib.Path(chosen).expanduser().resolve()
-        if not (path / "summary.json").is_file():
-            raise FileNotFoundError(f"{path} holds no finished run (no summary.json)")
+        missing = _missing_stages(path)
+        if missing:
+            raise FileNotFoundError(f"{path} holds no finished pipeline (no results of {missing})")
         return path
-    if (DEFAULT_WORKDIR / "summary.json").is_file():
+    if not _missing_stages(DEFAULT_WORKDIR):
         return DEFAULT_WORKDIR
-    if not _finished(SMALL_WORKDIR):
+    if _missing_stages(SMALL_WORKDIR):
         from prm_jax import run
 
-        print(f"no run found: running the shrunk pipeline (configs/small.py) into {SMALL_WORKDIR}")
+        print(f"no finished run found: running the shrunk pipeline (configs/small.py) into {SMALL_WORKDIR}")
         run.run(load_config("small"), str(SMALL_WORKDIR))
     return SMALL_WORKDIR
 
 
-def _finished(path: pathlib.Path) -> bool:
+def _missing_stages(path: pathlib.Path) -> list[str]:
     if not (path / "summary.json").is_file():
-        return False
-    with open(path / "config.json") as f:
-        stages = json.load(f)["stages"]
-    return all(stage in summary(path) for stage in stages)
+        return list(PIPELINE_STAGES)
+    done = summary(path)
+    return [stage for stage in PIPELINE_STAGES if stage not in done]
 
 
 def summary(workdir) -> dict:

@@ -1,5 +1,6 @@
 """A run's config.json turns back into the launcher ConfigDict (RL arms on any workdir)."""
 
+import dataclasses
 import importlib.util
 import json
 import os
@@ -45,6 +46,25 @@ def test_rl_arm_on_a_workdir_keeps_its_values(tmp_path):
     assert arm.data.num_train == 64 and arm.model.hidden_size == 64
     # Without the workdir the arm starts from the default config.
     assert _config_module("rl_ppo").get_config("grpo").data.num_train == 3000
+
+
+def test_an_arm_never_inherits_the_previous_arm(tmp_path):
+    """The launcher rewrites the workdir's config.json with each arm's rl section; the next arm
+    starts from the pipeline's own rl run (workdir/rl/config.json), not from that."""
+    rl_ppo = _config_module("rl_ppo")
+    config = _config_module("default").get_config()
+    config.rl.iterations = 7  # the pipeline's own RL run
+    run = _write_run(tmp_path, config)
+    (tmp_path / "rl").mkdir()
+    (tmp_path / "rl" / "config.json").write_text(json.dumps(dataclasses.asdict(run.rl)))
+    grpo = rl_ppo.get_config(f"grpo,{tmp_path}")
+    grpo.rl.iterations = 2
+    _write_run(tmp_path, grpo)  # what the launcher leaves behind after the grpo arm
+    sparse = rl_ppo.get_config(f"sparse,{tmp_path}")
+    assert sparse.rl.iterations == 7
+    assert (sparse.rl.kl_mode, sparse.rl.kl_coef) == ("reward", 0.01)
+    assert sparse.rl.name == "sparse" and sparse.rl.estimator == "gae"
+    RunConfig.from_config_dict(sparse, str(tmp_path))  # valid
 
 
 def test_missing_run_is_a_clear_error(tmp_path):

@@ -45,7 +45,7 @@ def test_prm_example_targets_sit_on_line_end_tokens():
         assert "\n" in tok.decode([int(ids[pos])])
 
 
-def test_scores_and_pictures(tmp_path):
+def test_scores_are_the_values_at_line_reward_tokens(tmp_path):
     tok = load_tokenizer()
     config = DecoderConfig(vocab_size=1024, hidden_size=32, intermediate_size=64, num_layers=1,
                            num_heads=2, num_kv_heads=1)

@@ -34,6 +34,18 @@ def labelling_policy_path(config: RunConfig, wd) -> str:
     return wd.policy
 
 
+def rollout_policy(ctx, policy, temperature: float, max_new_tokens: int = 0):
+    """A `SamplerPolicy` completing (problem, prefix) requests with `policy` on the run's mesh
+    (max_new_tokens 0 = `sample.max_new_tokens`), stopping at the end of the function body."""
+    from prm_jax.prm.rollouts import SamplerPolicy
+    from prm_jax.sampling import Sampler, SamplingConfig
+
+    return SamplerPolicy(Sampler(policy, ctx.tokenizer, mesh=ctx.mesh),
+                         SamplingConfig(temperature=temperature,
+                                        max_new_tokens=max_new_tokens or ctx.config.sample.max_new_tokens,
+                                        stop_strings=STOP))
+
+
 def loop_config(c: TrainSection, seed: int) -> LoopConfig:
     return LoopConfig(steps=c.steps, batch_size=c.batch_size, learning_rate=c.learning_rate,
                       warmup_steps=c.warmup_steps, checkpoint_every=c.checkpoint_every,

@@ -30,10 +30,9 @@ from prm_jax.prm import ground_truth
 from prm_jax.prm import label as label_lib
 from prm_jax.prm import label_accuracy
 from prm_jax.prm import mutate
-from prm_jax.prm.rollouts import SamplerPolicy, SandboxVerifier
+from prm_jax.prm.rollouts import SandboxVerifier
 from prm_jax.prm.rows import LabelRow, line_labels
 from prm_jax.stages.context import StageContext
-from prm_jax.sampling import Sampler, SamplingConfig
 from prm_jax.sandbox import SandboxPool
 from prm_jax.stages import common
 from prm_jax.workdir import Workdir
@@ -91,19 +90,12 @@ def _mutation_file(path, items, verifier, config, teacher=None, with_originals=F
 TEACHER_MAX_NEW_TOKENS = 48
 
 
-def _policy(ctx: StageContext, policy, temperature: float, max_new_tokens: int = 0) -> SamplerPolicy:
-    return SamplerPolicy(Sampler(policy, ctx.tokenizer, mesh=ctx.mesh),
-                         SamplingConfig(temperature=temperature,
-                                        max_new_tokens=max_new_tokens or ctx.config.sample.max_new_tokens,
-                                        stop_strings=common.STOP))
-
-
 def run(ctx: StageContext) -> dict:
     config = ctx.config
     wd = ctx.workdir
     c = config.label
     policy = load_pretrained(common.labelling_policy_path(config, wd))
-    rollout = _policy(ctx, policy, c.temperature)
+    rollout = common.rollout_policy(ctx, policy, c.temperature)
     items = _responses(wd)
     results = {}
     with SandboxPool() as pool:
@@ -125,7 +117,7 @@ def run(ctx: StageContext) -> dict:
         if references:
             results["reference_mutation"] = _mutation_file(
                 wd.labels("reference_mutation"), references, verifier, config,
-                teacher=_policy(ctx, policy, c.teacher_temperature, TEACHER_MAX_NEW_TOKENS)
+                teacher=common.rollout_policy(ctx, policy, c.teacher_temperature, TEACHER_MAX_NEW_TOKENS)
                 if c.teacher_n else None,
                 with_originals=True, teacher_n=c.teacher_n)
         results["mutation"]["seconds"] = time.perf_counter() - start

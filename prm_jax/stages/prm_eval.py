@@ -17,6 +17,8 @@ and whether the PRM's first negative line is the true first error.
 
 from __future__ import annotations
 
+import os
+
 from absl import logging
 
 from prm_jax.data.problem import Problem
@@ -28,7 +30,6 @@ from prm_jax.prm import probe as probe_lib
 from prm_jax.prm.rollouts import SandboxVerifier
 from prm_jax.prm import label as label_lib
 from prm_jax.prm import line_picture
-from prm_jax.prm.rollouts import SamplerPolicy
 from prm_jax.prm.score import score_lines
 from prm_jax.sampling import Sampler, SamplingConfig
 from prm_jax.sandbox import SandboxPool
@@ -92,21 +93,21 @@ def _draw(ctx: StageContext, scored) -> None:
         return
     config, wd = ctx.config, ctx.workdir
     p, response, truth, scores = chosen
-    policy = load_pretrained(common.labelling_policy_path(config, wd))
-    rollout = SamplerPolicy(Sampler(policy, ctx.tokenizer, mesh=ctx.mesh), SamplingConfig(
-        temperature=config.label.temperature, max_new_tokens=config.sample.max_new_tokens,
-        stop_strings=common.STOP))
-    with SandboxPool() as pool:
-        row = label_lib.label_batch(
-            [label_lib.Response(p, response, passed=False)], rollout, SandboxVerifier(pool),
-            label_lib.LabelConfig(k=config.label.k, wave=config.label.wave, seed=config.seed))[0]
-    example = line_picture.LineExample(
-        prompt=p.prompt, response=response, scores=scores,
-        labels={"BS": [l["label"] for l in row["lines"]], "truth": list(truth.labels)},
-        true_first_error=truth.first_error)
+    labels = {"truth": list(truth.labels)}
+    note = "truth: ground truth"
+    policy_dir = common.labelling_policy_path(config, wd)
+    if os.path.isdir(policy_dir):
+        rollout = common.rollout_policy(ctx, load_pretrained(policy_dir), config.label.temperature)
+        with SandboxPool() as pool:
+            row = label_lib.label_batch(
+                [label_lib.Response(p, response, passed=False)], rollout, SandboxVerifier(pool),
+                label_lib.LabelConfig(k=config.label.k, wave=config.label.wave, seed=config.seed))[0]
+        labels = {"BS": [l["label"] for l in row["lines"]], **labels}
+        note = f"BS: binary search, K={config.label.k} ({row['rollouts']} rollouts); {note}"
+    example = line_picture.LineExample(prompt=p.prompt, response=response, scores=scores,
+                                       labels=labels, true_first_error=truth.first_error)
     title = f"{p.task_id} (held-out composition, H={p.meta['horizon']}): PRM line scores"
-    caption = (f"Chosen as {EXAMPLE_RULE}. BS: binary search, K={config.label.k} "
-               f"({row['rollouts']} rollouts); truth: ground truth.")
+    caption = f"Chosen as {EXAMPLE_RULE}. {note}."
     line_picture.render_png(example, wd.path("prm_lines.png"), title, caption)
     with open(wd.path("prm_lines.html"), "w") as f:
         f.write(line_picture.render_html(example, f"{title}. {caption}"))

@@ -21,9 +21,9 @@ from typing import Callable, Iterable, Sequence
 import grain.python as grain
 import jax
 import optax
-from prm_jax.progress import progress_bar
 
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
+from prm_jax.progress import progress_bar
 from prm_jax.train import losses
 from prm_jax.train.checkpoint import Checkpointer, abstract_like
 from prm_jax.train.step import LossFn, ShardedTrainer

@@ -72,6 +72,29 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, np.ones(window) / window, mode="valid")
 
 
+def _panel_grid(n: int):
+    """A figure with `n` panels, three per row: (pyplot, figure, flat list of n axes); the
+    unused axes of the last row are switched off."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    cols = min(3, n)
+    rows = (n + cols - 1) // cols
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
+    for ax in list(axes.flat)[n:]:
+        ax.axis("off")
+    return plt, fig, list(axes.flat)[:n]
+
+
+def _style(ax, title: str, xlabel: str) -> None:
+    ax.set_title(title, fontsize=9)
+    ax.tick_params(labelsize=7)
+    ax.grid(alpha=0.3)
+    ax.set_xlabel(xlabel, fontsize=7)
+
+
 def write_curves(metrics_path: str, out_path: str | None = None) -> str | None:
     """Draws the run's curves into `out_path` (default: curves.png beside the metrics);
     returns the path, or None when the run logged none of the panels' metrics."""
@@ -79,16 +102,9 @@ def write_curves(metrics_path: str, out_path: str | None = None) -> str | None:
     panels = chosen_panels(list(series))
     if not panels:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt, fig, axes = _panel_grid(len(panels))
     out_path = out_path or os.path.join(os.path.dirname(metrics_path), "curves.png")
-    cols = min(3, len(panels))
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
-    for ax, (name, title) in zip(axes.flat, panels):
+    for ax, (name, title) in zip(axes, panels):
         steps, values = series[name]
         noisy = len(steps) > 12 and name not in SMOOTH
         ax.plot(steps, values, ".", ms=3, color="tab:blue", alpha=0.45 if noisy else 1.0)
@@ -96,13 +112,7 @@ def write_curves(metrics_path: str, out_path: str | None = None) -> str | None:
             ax.plot(steps, moving_average(values, max(3, len(steps) // 15)), color="tab:blue", lw=1.6)
         elif len(steps) > 1:
             ax.plot(steps, values, color="tab:blue", lw=1.2)
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.set_xlabel("step" if name == "loss" or prefix in ("sft", "prm_training") else "iteration",
-                      fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
+        _style(ax, title, "step" if name == "loss" or prefix in ("sft", "prm_training") else "iteration")
     fig.suptitle(f"{prefix}: {os.path.dirname(os.path.abspath(metrics_path))}", fontsize=9)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
@@ -132,15 +142,8 @@ def compare_curves(metrics_paths: dict[str, str], out_path: str,
     panels = [(n, t) for n, t in panels if any(n in s for s in runs.values())]
     if not panels:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    cols = min(3, len(panels))
-    rows = (len(panels) + cols - 1) // cols
-    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
-    for ax, (name, title) in zip(axes.flat, panels):
+    plt, fig, axes = _panel_grid(len(panels))
+    for ax, (name, title) in zip(axes, panels):
         for i, (label, series) in enumerate(runs.items()):
             if name not in series:
                 continue
@@ -150,13 +153,8 @@ def compare_curves(metrics_paths: dict[str, str], out_path: str,
             ax.plot(steps, values, ".", ms=3, color=colour, alpha=0.4 if smooth else 1.0)
             ax.plot(steps, moving_average(values, max(3, len(steps) // 15)) if smooth else values,
                     color=colour, lw=1.4, label=label)
-        ax.set_title(title, fontsize=9)
-        ax.tick_params(labelsize=7)
-        ax.grid(alpha=0.3)
-        ax.set_xlabel("iteration", fontsize=7)
-    for ax in list(axes.flat)[len(panels):]:
-        ax.axis("off")
-    axes.flat[0].legend(fontsize=7)
+        _style(ax, title, "iteration")
+    axes[0].legend(fontsize=7)
     fig.tight_layout()
     fig.savefig(out_path, dpi=100)
     plt.close(fig)

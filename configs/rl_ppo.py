@@ -3,7 +3,8 @@
   python -m prm_jax.main --config=configs/rl_ppo.py:psgpo --workdir=runs/default
 
 On a workdir made with another config (say a shrunk pipeline), name it after a comma: the run's
-own config.json is the base, so every result-changing value matches it:
+own config.json is the base, so every result-changing value matches it (the RL section starts
+from the pipeline's own `rl` run):
 
   python -m prm_jax.main --config=configs/rl_ppo.py:psgpo,runs/small --workdir=runs/small
 
@@ -22,6 +23,7 @@ policy); reward-hacking indicators in workdir/<arm>/metrics.jsonl.
 """
 
 import importlib.util
+import json
 import os
 
 _spec = importlib.util.spec_from_file_location(
@@ -54,16 +56,13 @@ def get_config(arg: str = "psgpo"):
     if arm not in ARMS:
         raise ValueError(f"unknown RL arm {arm!r}; expected one of {sorted(ARMS)}")
     if workdir:
-        from prm_jax.run_config import config_dict_from_workdir
-
-        import json
+        from prm_jax.run_config import config_dict_from_json, config_dict_from_workdir
 
         config = config_dict_from_workdir(workdir)
         pipeline_rl = os.path.join(workdir, "rl", "config.json")
         if os.path.isfile(pipeline_rl):
             with open(pipeline_rl) as f:
-                rl = json.load(f)
-            config.rl = {k: tuple(v) if isinstance(v, list) else v for k, v in rl.items()}
+                config.rl = config_dict_from_json({"rl": json.load(f)}).rl
         else:
             config.rl = default.get_config().rl
     else:

@@ -63,10 +63,12 @@ def get_config() -> ml_collections.ConfigDict:
     # Synthetic suite.
     config.data = ml_collections.ConfigDict(dict(
         seed=0, num_train=3000, num_test=48, min_horizon=1, max_horizon=4, comment_fraction=0.15))
-    # snapshot_steps: SFT steps whose policy is exported too (responses from several checkpoints).
+    # snapshot_steps: SFT steps whose policy is exported too (responses from several checkpoints);
+    # logits_chunk (here and in the RL sections): sequence positions of logits computed at a time
+    # for the log-probs (memory only; 0 = the full [B, T, V] logits).
     config.sft = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=3e-3, warmup_steps=30, checkpoint_every=100,
-        seq_len=256, snapshot_steps=(300,)))
+        seq_len=256, snapshot_steps=(300,), logits_chunk=128))
     # Responses per labelling problem: n from the final SFT policy, snapshot_n from each SFT
     # snapshot, rl_baseline_n from each of the rl_baseline run's snapshots (the paper's source).
     config.sample = ml_collections.ConfigDict(dict(
@@ -95,7 +97,7 @@ def get_config() -> ml_collections.ConfigDict:
         temperature=1.0, max_new_tokens=96, estimator="gae", dense=False, critic_init="policy", empty="mask",
         kl_coef=0.01, kl_mode="reward", gamma=1.0, lam=1.0, whiten=True, clip=0.2, value_clip=0.5,
         policy_lr=2e-4, critic_lr=1e-3, epochs=1, minibatches=2, micro_batches=1, eval_every=5,
-        checkpoint_every=5, snapshots=4, seed=0))
+        checkpoint_every=5, snapshots=4, seed=0, logits_chunk=128))
 
     # RL (stage "rl"): PSGPO by default — PPO with the unit-test reward, the PRM's dense line
     # rewards and a PRM-initialised critic. configs/rl_ppo.py holds the other arms.
@@ -106,7 +108,7 @@ def get_config() -> ml_collections.ConfigDict:
         critic_affine=(1.0, 0.0), critic_warmup=0, kl_coef=0.01, kl_mode="reward", gamma=1.0,
         lam=1.0, whiten=True, clip=0.2, value_clip=0.5, entropy_coef=0.0, policy_lr=2e-4,
         critic_lr=1e-3, epochs=1, minibatches=2, micro_batches=1, eval_every=5,
-        checkpoint_every=5, snapshots=0, seed=0))
+        checkpoint_every=5, snapshots=0, seed=0, logits_chunk=128))
 
     # model_check stage.
     config.batch_size = 8

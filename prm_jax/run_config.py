@@ -19,6 +19,10 @@ import ml_collections
 
 from prm_jax import config_utils
 
+# Default sequence positions of logits per chunk in the SFT and RL log-probs; equal to
+# `prm_jax.models.logprobs.LOGITS_CHUNK` (not imported: this module stays free of JAX).
+LOGITS_CHUNK = 128
+
 # Losses and label selections are validated by name here; the training loop owns the functions.
 PRM_LOSSES = ("prm_mse", "prm_mse_pair", "prm_bce")
 PRM_SELECTIONS = ("full", "revised_only")
@@ -27,8 +31,9 @@ EVAL_DATASETS = ("humaneval", "mbpp", "io", "jsonl", "synthetic")
 # section is checked per named RL run instead (workdir/<rl.name>/config.json), so several arms
 # share one workdir.
 NON_RESULT_KEYS = ("workdir", "stages", "distributed", "mesh.", "sft.checkpoint_every",
+                   "sft.logits_chunk",
                    "prm.checkpoint_every", "rl.",
-                   "rl_baseline.checkpoint_every")
+                   "rl_baseline.checkpoint_every", "rl_baseline.logits_chunk")
 
 
 class ConfigValueError(config_utils.ConfigKeyError):
@@ -100,9 +105,13 @@ class SFTConfig(TrainSection):
     seq_len: int = 256
     # Steps whose policy is also exported (workdir/policy_step<N>) for sampling.
     snapshot_steps: tuple[int, ...] = ()
+    # Sequence positions of logits materialised at a time in the loss (`prm_jax.models.logprobs`;
+    # memory only, not results); 0 = the full [B, T, V] logits.
+    logits_chunk: int = LOGITS_CHUNK
 
     def __post_init__(self):
         self._check("sft")
+        _non_negative(self, "sft", "logits_chunk")
         _need(self.seq_len >= 16, "sft.seq_len", self.seq_len, "an integer >= 16")
         for step in self.snapshot_steps:
             _need(isinstance(step, int) and 0 < step < self.steps, "sft.snapshot_steps",
@@ -264,6 +273,9 @@ class RLConfig:
     epochs: int = 1
     minibatches: int = 2
     micro_batches: int = 1
+    # Sequence positions of logits materialised at a time for the policy's and the reference's
+    # log-probs (`prm_jax.models.logprobs`; memory only); 0 = all response positions at once.
+    logits_chunk: int = LOGITS_CHUNK
     # Held-out greedy pass@1 every eval_every iterations (0 = only at the end).
     eval_every: int = 5
     checkpoint_every: int = 5
@@ -287,7 +299,7 @@ class RLConfig:
                   "policy_lr", "critic_lr", "epochs", "minibatches", "micro_batches",
                   "checkpoint_every", "temperature")
         _non_negative(self, s, "lambda_fail", "lambda_pass", "critic_warmup", "kl_coef",
-                      "entropy_coef", "eval_every", "clip", "value_clip", "seed")
+                      "entropy_coef", "eval_every", "clip", "value_clip", "seed", "logits_chunk")
         _need(self.estimator in ESTIMATORS, f"{s}.estimator", self.estimator, f"one of {sorted(ESTIMATORS)}")
         _need(self.dense_form in DENSE_FORMS, f"{s}.dense_form", self.dense_form, f"one of {DENSE_FORMS}")
         _need(self.normalize_by in ("code_lines", "all_lines"), f"{s}.normalize_by", self.normalize_by,

@@ -186,13 +186,6 @@ def clipped_value_loss(values, old_values, returns, mask, *, clip: float = 0.5, 
     return loss, {"vf_clipfrac": (mask * (b > a)).sum() / den}
 
 
-def entropy_from_logits(logits):
-    """H = logsumexp(l) − Σ softmax(l)·l per position."""
-    logits = logits.astype(jnp.float32)
-    p = jax.nn.softmax(logits, axis=-1)
-    return jax.nn.logsumexp(logits, axis=-1) - (p * logits).sum(-1)
-
-
 # Advantage estimators by name: (rewards, values, mask, group, num_groups, config) → (adv, returns).
 ESTIMATORS: dict[str, Callable] = {}
 

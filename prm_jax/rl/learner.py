@@ -10,6 +10,8 @@ Per iteration (see `prm_jax.rl.rollout` for the batch layout):
      over its micro-batches, accumulating gradients of losses normalised by the mini-batch's
      global token count (so 1 or 4 micro-batches give the same update), then applies two optax
      chains (policy and critic: separate learning rates and clipping).
+Policy and reference log-probs and the entropy come from the backbone's hidden states,
+`logits_chunk` response positions of logits at a time (`prm_jax.models.logprobs`).
 Policy and critic reuse `ShardedTrainer` for placed parameters, optimizer state and shardings.
 """
 
@@ -26,6 +28,7 @@ from flax import nnx
 from jax.sharding import NamedSharding, PartitionSpec as P
 
 from prm_jax import sharding as sharding_lib
+from prm_jax.models.logprobs import LOGITS_CHUNK, lm_logprobs
 from prm_jax.models.sharded import ShardedModel
 from prm_jax.rl import algos
 from prm_jax.rl.rollout import RolloutBatch
@@ -57,21 +60,26 @@ class LearnerConfig:
     micro_batches: int = 1
     # Log-probs (old, new, reference) are computed on logits / temperature (the sampling one).
     temperature: float = 1.0
+    # Sequence positions of logits materialised at a time for those log-probs and the entropy
+    # (`prm_jax.models.logprobs`): peak ≈ rows·logits_chunk·V floats; 0 = all positions at once.
+    logits_chunk: int = LOGITS_CHUNK
 
     def __post_init__(self):
         if self.estimator not in algos.ESTIMATORS:
             raise ValueError(f"estimator={self.estimator!r}; expected one of {sorted(algos.ESTIMATORS)}")
         if self.kl_mode not in ("reward", "loss"):
             raise ValueError(f"kl_mode={self.kl_mode!r}; expected reward or loss")
+        if self.logits_chunk < 0:
+            raise ValueError(f"logits_chunk={self.logits_chunk}; expected >= 0 (0 = unchunked)")
 
 
-def response_logprobs(logits_BxLxV, tokens_BxL, P: int, N: int, temperature: float):
-    """log π(y_t | prefix) of response tokens t = 0..N−1 (logits at column P + t − 1) and the
-    policy's entropy there, both `[B, N]`."""
-    logits = logits_BxLxV[:, P - 1:P + N - 1].astype(jnp.float32) / temperature
-    logp_all = jax.nn.log_softmax(logits, axis=-1)
-    logp = jnp.take_along_axis(logp_all, tokens_BxL[:, P:P + N, None], axis=-1)[..., 0]
-    return logp, algos.entropy_from_logits(logits)
+def response_logprobs(model, tokens_BxL, attention_BxL, P: int, N: int, temperature: float,
+                      chunk: int | None, with_entropy: bool = True):
+    """log π(y_t | prefix) of response tokens t = 0..N−1 (logits at column P + t − 1, divided by
+    the temperature) and, with `with_entropy`, the policy's entropy there, both `[B, N]`; `chunk`
+    positions of logits at a time (`prm_jax.models.logprobs`; 0/None: all N at once)."""
+    return lm_logprobs(model, tokens_BxL, attention_BxL, start=P - 1, stop=P + N - 1,
+                       temperature=temperature, chunk=chunk, with_entropy=with_entropy)
 
 
 def _tree_add(a, b):
@@ -103,12 +111,13 @@ class PPOLearner:
     # -------------------------------------------------------------------------- experience
     def _experience(self, policy_params, ref_params, critic_params, prm_params, tokens, attention,
                     *, P: int, N: int):
-        t = self.config.temperature
+        logprobs = functools.partial(response_logprobs, tokens_BxL=tokens, attention_BxL=attention,
+                                     P=P, N=N, temperature=self.config.temperature,
+                                     chunk=self.config.logits_chunk)
         out = {}
-        logits = nnx.merge(self.policy.graphdef, policy_params)(tokens, mask_BxT=attention)[0]
-        out["old_logp"], out["entropy"] = response_logprobs(logits, tokens, P, N, t)
-        ref_logits = nnx.merge(self.reference.graphdef, ref_params)(tokens, mask_BxT=attention)[0]
-        out["ref_logp"], _ = response_logprobs(ref_logits, tokens, P, N, t)
+        out["old_logp"], out["entropy"] = logprobs(nnx.merge(self.policy.graphdef, policy_params))
+        out["ref_logp"] = logprobs(nnx.merge(self.reference.graphdef, ref_params),
+                                   with_entropy=False)
         if critic_params is not None:
             values = nnx.merge(self.critic.graphdef, critic_params)(tokens, mask_BxT=attention)[0]
             out["values"] = values[:, P - 1:P + N - 1]
@@ -150,8 +159,8 @@ class PPOLearner:
     def _micro_loss(self, policy_params, critic_params, mb, denominator, P, N):
         c = self.config
         policy = nnx.merge(self.policy.graphdef, policy_params)
-        logits = policy(mb["tokens"], mask_BxT=mb["attention"])[0]
-        logp, entropy = response_logprobs(logits, mb["tokens"], P, N, c.temperature)
+        logp, entropy = response_logprobs(policy, mb["tokens"], mb["attention"], P, N,
+                                          c.temperature, c.logits_chunk)
         mask = mb["mask"]
         pg, metrics = algos.ppo_policy_loss(logp, mb["old_logp"], mb["advantages"], mask,
                                             clip_low=c.clip_low, clip_high=c.clip_high,

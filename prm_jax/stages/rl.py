@@ -53,7 +53,7 @@ def learner_config(c: RLConfig) -> LearnerConfig:
                          value_clip=c.value_clip, entropy_coef=c.entropy_coef,
                          policy_lr=c.policy_lr, critic_lr=c.critic_lr, epochs=c.epochs,
                          minibatches=c.minibatches, micro_batches=c.micro_batches,
-                         temperature=c.temperature)
+                         temperature=c.temperature, logits_chunk=c.logits_chunk)
 
 
 def reward_config(c: RLConfig) -> RewardConfig:

@@ -6,12 +6,15 @@ result.json). A re-run after the export reuses it; a killed run resumes from its
 
 from __future__ import annotations
 
+import functools
+
 from prm_jax.models import load_pretrained, save_pretrained
 from prm_jax.models.factory import model_from_config
 from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
 from prm_jax.train.examples import sft_examples
 from prm_jax.train.loop import train
+from prm_jax.train.losses import next_token_loss
 from prm_jax.workdir import is_done, mark_done
 
 
@@ -35,7 +38,8 @@ def run(ctx: StageContext) -> dict:
                 save_pretrained(get_model(), wd.snapshot(step), tokenizer=tok)
                 mark_done(wd.snapshot(step))
 
-        model, result = train(model, examples, loss="next_token",
+        loss = functools.partial(next_token_loss, logits_chunk=config.sft.logits_chunk)
+        model, result = train(model, examples, loss=loss,
                               config=common.loop_config(config.sft, config.seed), mesh=mesh,
                               workdir=config.workdir, name="sft", on_step=snapshot)
         result.update(examples=len(examples), skipped_examples=skipped)

@@ -6,23 +6,22 @@ import jax
 import jax.numpy as jnp
 import optax
 
-
-def token_log_probs(logits_BxTxV: jax.Array, targets_BxT: jax.Array) -> jax.Array:
-    """log softmax(logits)[target] per position, float32 `[B,T]`."""
-    log_probs = jax.nn.log_softmax(logits_BxTxV.astype(jnp.float32), axis=-1)
-    return jnp.take_along_axis(log_probs, targets_BxT[..., None], axis=-1)[..., 0]
+from prm_jax.models.logprobs import LOGITS_CHUNK, lm_logprobs
 
 
-def next_token_loss(model, batch) -> tuple[jax.Array, dict]:
+def next_token_loss(model, batch, *,
+                    logits_chunk: int | None = LOGITS_CHUNK) -> tuple[jax.Array, dict]:
     """Mean next-token NLL over target positions: −Σ_t m_t·log p(x_{t+1}|x_≤t) / Σ_t m_t.
 
     batch: `tokens` `[B,T]` int, `mask` `[B,T]` (real tokens), `loss_mask` `[B,T]` (tokens to
-    predict, e.g. response tokens only for SFT; defaults to `mask`).
+    predict, e.g. response tokens only for SFT; defaults to `mask`). The log-probs come from
+    `lm_logprobs`: `logits_chunk` sequence positions of logits at a time (0/None: the full
+    `[B,T,V]` logits at once).
     """
     tokens, mask = batch["tokens"], batch["mask"].astype(bool)
     loss_mask = batch.get("loss_mask", batch["mask"]).astype(jnp.float32)
-    logits, _ = model(tokens, mask_BxT=mask)
-    logp_BxTm1 = token_log_probs(logits[:, :-1], tokens[:, 1:])
+    logp_BxTm1 = lm_logprobs(model, tokens, mask, start=0, stop=tokens.shape[1] - 1,
+                             chunk=logits_chunk)
     weights = loss_mask[:, 1:] * mask[:, :-1].astype(jnp.float32)
     count = jnp.maximum(weights.sum(), 1.0)
     loss = -(logp_BxTm1 * weights).sum() / count

@@ -7,6 +7,7 @@ with explicit `in_shardings`/`out_shardings` and the old state donated.
 
 from __future__ import annotations
 
+import functools
 from typing import Any, Callable
 
 import flax.struct
@@ -27,6 +28,38 @@ class TrainState:
     step: jax.Array
     params: nnx.State
     opt_state: Any
+
+
+def train_step(state: TrainState, batch: dict, *, graphdef: nnx.GraphDef,
+               tx: optax.GradientTransformation, loss_fn: LossFn):
+    """One optimizer step: g = ∇_θ loss_fn(model(θ), batch), θ ← θ + tx.update(g). Returns the
+    new state and the loss's metrics plus `grad_norm` = ‖g‖₂."""
+    def loss_of(params):
+        return loss_fn(nnx.merge(graphdef, params), batch)
+
+    (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
+    updates, opt_state = tx.update(grads, state.opt_state, state.params)
+    params = optax.apply_updates(state.params, updates)
+    metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
+    return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+
+
+def abstract_train_state(build: Callable[[], nnx.Module],
+                         tx: optax.GradientTransformation) -> tuple[nnx.GraphDef, TrainState]:
+    """The graph of the model `build()` makes and its `TrainState` as `jax.ShapeDtypeStruct`s:
+    nothing is allocated, so the step of any model size can be lowered and compiled here."""
+    graphdef, params = nnx.split(nnx.eval_shape(build), nnx.Param)
+    return graphdef, TrainState(step=jax.ShapeDtypeStruct((), jnp.int32), params=params,
+                                opt_state=jax.eval_shape(tx.init, params))
+
+
+def lower_train_step(graphdef: nnx.GraphDef, state: TrainState, batch: dict, *,
+                     tx: optax.GradientTransformation, loss_fn: LossFn) -> jax.stages.Lowered:
+    """`train_step` jitted with the state donated (as in `ShardedTrainer`, unsharded) and lowered
+    on `state` and `batch` (arrays or ShapeDtypeStructs); `.compile().memory_analysis()` gives
+    the compiled program's argument, output and temporary bytes."""
+    step = functools.partial(train_step, graphdef=graphdef, tx=tx, loss_fn=loss_fn)
+    return jax.jit(step, donate_argnums=0).lower(state, batch)
 
 
 class ShardedTrainer:
@@ -59,14 +92,7 @@ class ShardedTrainer:
         return self.sharded.shard_batch(batch)
 
     def _train_step(self, state: TrainState, batch: dict):
-        def loss_of(params):
-            return self.loss_fn(nnx.merge(self.graphdef, params), batch)
-
-        (loss, metrics), grads = jax.value_and_grad(loss_of, has_aux=True)(state.params)
-        updates, opt_state = self.tx.update(grads, state.opt_state, state.params)
-        params = optax.apply_updates(state.params, updates)
-        metrics = dict(metrics, grad_norm=optax.tree.norm(grads))
-        return TrainState(step=state.step + 1, params=params, opt_state=opt_state), metrics
+        return train_step(state, batch, graphdef=self.graphdef, tx=self.tx, loss_fn=self.loss_fn)
 
     def forward(self, tokens_BxT, mask_BxT) -> jax.Array:
         """Jitted sharded forward pass of the current parameters: float32 outputs `[B,T,...]`."""

@@ -1,4 +1,4 @@
-"""On-device sampling: batched prefill, then a `lax.while_loop` decode over the KV cache.
+"""On-device sampling: one jitted prefill, then fixed-length decode chunks over the KV cache.
 
     sampler = Sampler(model, tokenizer)
     out = sampler.generate(["def add(a, b):\\n"], SamplingConfig(temperature=0.8, top_p=0.95,
@@ -6,13 +6,20 @@
     out.texts, out.token_ids, out.logprobs, out.stop_reasons, out.offsets
 
 Design:
-* Prompts are left-padded to a length bucket and the batch to a batch bucket, so a new prompt
-  length rarely recompiles: the jitted functions are specialised on (batch bucket, prompt
-  bucket, max_new_tokens, chunk) only.
-* Each distinct prompt is prefilled once; its cache is replicated for its `n` samples.
-* Decoding runs `chunk` steps at a time inside one jitted `lax.while_loop` (early exit when all
-  sequences are done); between chunks the host checks stop strings, so a sequence that produced
-  one stops within a chunk and no Python dispatch happens per token.
+* Prompts are left-padded to a length bucket and the prompt count to a row bucket
+  (`row_bucket`: 1, 2, 3, 4, 6, 8, 12, …, times the data-parallel multiple), so new prompt
+  lengths and counts rarely recompile: the jitted functions are specialised on (row bucket,
+  prompt bucket, cache bucket, max_new_tokens, chunk) only.
+* `_start` is one call: cache init, prefill of each distinct prompt, its cache repeated for its
+  `n` samples, and the first token sampled from the last prompt position's logits.
+* `_decode_chunk` runs exactly `chunk` steps in a loop with a known trip count (finished rows are
+  masked); between chunks the host checks stop strings and whether every row is done, so early
+  exit happens at chunk boundaries and no Python dispatch happens per token. Each step feeds the
+  last sampled token and samples the next from the LM head in the same iteration.
+* The cache starts at a bucket of the prompt + one chunk and grows by buckets between chunks
+  (`KVCache.grow`), so attention reads at most a bucket's worth of slots beyond those written;
+  its `[B,K,S,H]` layout is read by attention without a copy.
+* Top-p uses `prm_jax.logit_filters` (exact, no sort of the vocabulary).
 * Every sequence has its own PRNG key (`fold_in(seed key, row)`, then `fold_in(·, step)`), so a
   sample does not depend on what else is in the batch: continuing from a prefix equals sampling
   from the concatenated prompt.
@@ -33,6 +40,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
+from prm_jax.logit_filters import warp_logits
 from prm_jax.models.kv_cache import KVCache
 from prm_jax.models.sharded import ShardedModel
 
@@ -109,10 +117,12 @@ class SampleBatch:
 @flax.struct.dataclass
 class _State:
     cache: KVCache
-    logits_BxV: jax.Array
+    # The last sampled token of each row: the next decode step's input.
+    token_B: jax.Array
     tokens_BxN: jax.Array
     logprobs_BxN: jax.Array
     sampling_logprobs_BxN: jax.Array
+    # Tokens sampled so far (the column the next one is written to).
     step: jax.Array
     length_B: jax.Array
     done_B: jax.Array
@@ -120,41 +130,15 @@ class _State:
     keys_B: jax.Array
 
 
-def warp_logits(logits_BxV: jax.Array, temperature, top_k: int, top_p, use_top_p: bool) -> jax.Array:
-    """Temperature, then top-k, then top-p (nucleus) filtering; filtered entries are -inf.
-
-    top-p keeps token i (in descending order) if the mass strictly before it is < top_p, so
-    the most likely token is always kept.
-    """
-    logits = logits_BxV.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)
-    if top_k or use_top_p:
-        sorted_BxV = jnp.sort(logits, axis=-1)[:, ::-1]
-        keep_threshold_B = jnp.full(logits.shape[:1], -jnp.inf)
-        if top_k:
-            k = min(top_k, logits.shape[-1])
-            keep_threshold_B = jnp.maximum(keep_threshold_B, sorted_BxV[:, k - 1])
-        if use_top_p:
-            probs = jax.nn.softmax(sorted_BxV, axis=-1)
-            mass_before = jnp.cumsum(probs, axis=-1) - probs
-            kept = mass_before < top_p
-            kept = kept.at[:, 0].set(True)
-            last_kept = jnp.sum(kept, axis=-1) - 1
-            threshold = jnp.take_along_axis(sorted_BxV, last_kept[:, None], axis=-1)[:, 0]
-            keep_threshold_B = jnp.maximum(keep_threshold_B, threshold)
-        logits = jnp.where(logits >= keep_threshold_B[:, None], logits, -jnp.inf)
-    return logits
-
-
-def _sample_step(state: _State, settings: dict, eos_ids: jax.Array, *, top_k: int, use_top_p: bool,
-                 greedy: bool):
-    """Chooses the next token of every live sequence and records it."""
-    logits = state.logits_BxV
-    log_probs_BxV = jax.nn.log_softmax(logits.astype(jnp.float32), axis=-1)
+def _choose(logits_BxV: jax.Array, state: _State, settings: dict, eos_ids: jax.Array, *,
+            top_k: int, use_top_p: bool, greedy: bool) -> _State:
+    """Samples the next token of every live row from its logits and records it at `step`."""
+    log_probs_BxV = jax.nn.log_softmax(logits_BxV, axis=-1)
     if greedy:
-        token_B = jnp.argmax(logits, axis=-1).astype(jnp.int32)
+        token_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
         sampling_lp_B = jnp.zeros(token_B.shape, jnp.float32)
     else:
-        warped = warp_logits(logits, settings["temperature"], top_k, settings["top_p"], use_top_p)
+        warped = warp_logits(logits_BxV, settings["temperature"], top_k, settings["top_p"], use_top_p)
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, state.step))(state.keys_B)
         token_B = jax.vmap(jax.random.categorical)(step_keys, warped).astype(jnp.int32)
         sampling_lp_B = jnp.take_along_axis(jax.nn.log_softmax(warped, axis=-1), token_B[:, None],
@@ -166,43 +150,90 @@ def _sample_step(state: _State, settings: dict, eos_ids: jax.Array, *, top_k: in
     logprobs = state.logprobs_BxN.at[:, idx].set(jnp.where(live_B, lp_B, 0.0))
     sampling_lps = state.sampling_logprobs_BxN.at[:, idx].set(jnp.where(live_B, sampling_lp_B, 0.0))
     is_eos = jnp.any(token_B[:, None] == eos_ids[None, :], axis=-1) & live_B
-    return token_B, live_B, state.replace(
-        tokens_BxN=tokens, logprobs_BxN=logprobs, sampling_logprobs_BxN=sampling_lps,
-        length_B=state.length_B + live_B.astype(jnp.int32), done_B=state.done_B | is_eos,
-        eos_B=state.eos_B | is_eos)
+    at_length = idx + 1 >= settings["max_new_tokens"]
+    return state.replace(
+        token_B=token_B, tokens_BxN=tokens, logprobs_BxN=logprobs,
+        sampling_logprobs_BxN=sampling_lps, step=idx + 1,
+        length_B=state.length_B + live_B.astype(jnp.int32),
+        done_B=state.done_B | is_eos | at_length, eos_B=state.eos_B | is_eos)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef",))
-def _prefill(graphdef, params, tokens_BxP, mask_BxP, cache: KVCache):
+def _next_logits(model, hidden_BxD) -> jax.Array:
+    """float32 logits of the last position only (`[B, V]`; never `[B, T, V]`)."""
+    return jnp.einsum("bd,dv->bv", hidden_BxD, model.unembedding_DxV().astype(hidden_BxD.dtype),
+                      preferred_element_type=jnp.float32)
+
+
+def _constrain_rows(tree, mesh):
+    """Every array with a leading row axis split over (data, fsdp); scalars replicated."""
+    if mesh is None:
+        return tree
+    from prm_jax import sharding
+
+    def one(x):
+        spec = sharding.batch_sharding(mesh, x.ndim) if x.ndim else sharding.replicated(mesh)
+        return jax.lax.with_sharding_constraint(x, spec)
+    return jax.tree.map(one, tree)
+
+
+@functools.partial(jax.jit, static_argnames=(
+    "graphdef", "n", "cache_len", "width", "cache_dtype", "mesh", "top_k", "use_top_p", "greedy"))
+def _start(graphdef, params, tokens_PxL, mask_PxL, seed, n_prompts, settings, eos_ids, *,
+           n: int, cache_len: int, width: int, cache_dtype, mesh, top_k: int, use_top_p: bool,
+           greedy: bool) -> _State:
+    """One call: cache init, prefill of each distinct prompt, its cache repeated for its `n`
+    samples (row r is sample r mod n of prompt r div n), and the first token of every row
+    sampled. Rows of padding prompts (index ≥ n_prompts) start done."""
     model = nnx.merge(graphdef, params)
-    hidden_BxPxD, cache = model.backbone(tokens_BxP, mask_BxT=mask_BxP, cache=cache)
-    # Only the last position's logits are needed: never materialise [B, P, V].
-    logits_BxV = jnp.einsum("bd,dv->bv", hidden_BxPxD[:, -1],
-                            model.unembedding_DxV().astype(hidden_BxPxD.dtype),
-                            preferred_element_type=jnp.float32)
-    return logits_BxV, cache
+    prompts = tokens_PxL.shape[0]
+    row_prompt = jnp.arange(prompts * n) // n
+    # Key of (prompt p, sample s) depends only on (seed, p, s): batch-composition invariant.
+    base = jax.random.key(seed)
+    keys_B = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(base, p), s))(
+        row_prompt, jnp.arange(prompts * n) % n)
+    cache = _constrain_rows(KVCache.init(model.config, prompts, cache_len, cache_dtype), mesh)
+    hidden_PxLxD, cache = model.backbone(tokens_PxL, mask_BxT=mask_PxL, cache=cache)
+    logits = _next_logits(model, hidden_PxLxD[:, -1])
+    if n > 1:
+        cache = cache.map_rows(lambda x: jnp.repeat(x, n, axis=0))
+        logits = jnp.repeat(logits, n, axis=0)
+    rows = prompts * n
+    state = _State(
+        cache=cache, token_B=jnp.zeros((rows,), jnp.int32),
+        tokens_BxN=jnp.zeros((rows, width), jnp.int32),
+        logprobs_BxN=jnp.zeros((rows, width), jnp.float32),
+        sampling_logprobs_BxN=jnp.zeros((rows, width), jnp.float32),
+        step=jnp.zeros((), jnp.int32), length_B=jnp.zeros((rows,), jnp.int32),
+        done_B=row_prompt >= n_prompts, eos_B=jnp.zeros((rows,), bool), keys_B=keys_B)
+    state = _constrain_rows(state, mesh)
+    return _choose(logits, state, settings, eos_ids, top_k=top_k, use_top_p=use_top_p,
+                   greedy=greedy)
 
 
 @functools.partial(jax.jit, static_argnames=("graphdef", "chunk", "top_k", "use_top_p", "greedy"),
                    donate_argnames=("state",))
 def _decode_chunk(graphdef, params, state: _State, settings: dict, eos_ids, *, chunk: int,
                   top_k: int, use_top_p: bool, greedy: bool) -> _State:
-    """Up to `chunk` decode steps, stopping early once every sequence is done."""
+    """Exactly `chunk` decode steps (a loop with a known trip count; finished rows are masked).
+
+    Each step feeds the last sampled token through the model and samples the next one from
+    the LM head's output in the same iteration: no logits are carried between steps.
+    """
     model = nnx.merge(graphdef, params)
-    max_new = state.tokens_BxN.shape[1]
-    end = jnp.minimum(state.step + chunk, max_new)
 
-    def cond(s: _State):
-        return (s.step < end) & ~jnp.all(s.done_B)
+    def step(_, s: _State) -> _State:
+        live_B = ~s.done_B
+        hidden_Bx1xD, cache = model.backbone(s.token_B[:, None], mask_BxT=live_B[:, None],
+                                             cache=s.cache)
+        return _choose(_next_logits(model, hidden_Bx1xD[:, 0]), s.replace(cache=cache), settings,
+                       eos_ids, top_k=top_k, use_top_p=use_top_p, greedy=greedy)
 
-    def body(s: _State):
-        token_B, live_B, s = _sample_step(s, settings, eos_ids, top_k=top_k, use_top_p=use_top_p,
-                                          greedy=greedy)
-        s = s.replace(done_B=s.done_B | (s.step + 1 >= max_new))
-        logits, cache = model(token_B[:, None], mask_BxT=live_B[:, None], cache=s.cache)
-        return s.replace(cache=cache, logits_BxV=logits[:, 0].astype(jnp.float32), step=s.step + 1)
+    return jax.lax.fori_loop(0, chunk, step, state)
 
-    return jax.lax.while_loop(cond, body, state)
+
+@functools.partial(jax.jit, static_argnames=("max_len",))
+def _grow_cache(cache: KVCache, *, max_len: int) -> KVCache:
+    return cache.grow(max_len)
 
 
 def _bucket(value: int, buckets: Sequence[int]) -> int:
@@ -210,6 +241,18 @@ def _bucket(value: int, buckets: Sequence[int]) -> int:
         if b >= value:
             return b
     return value
+
+
+def row_bucket(count: int) -> int:
+    """Smallest number ≥ count of the form 2^i or 3·2^i (1, 2, 3, 4, 6, 8, 12, 16, 24, …):
+    at most a third of the rows are padding, and row counts 1..N compile O(log N) programs."""
+    bucket = 1
+    while True:
+        if bucket >= count:
+            return bucket
+        if bucket >= 2 and bucket * 3 // 2 >= count:
+            return bucket * 3 // 2
+        bucket *= 2
 
 
 class Sampler:
@@ -298,11 +341,12 @@ class Sampler:
                 f"prompt of {longest} tokens + max_new_tokens={max_new} exceeds the model's "
                 f"max_position_embeddings={self.config.max_position_embeddings}")
         n_prompts = len(ids)
-        # Pad the prompt count so that rows = prompts × n is a multiple of batch_multiple and
-        # the prefill's prompt rows divide over the data-parallel devices.
+        # Pad the prompt count to a row bucket of multiples of `step`, so that rows = prompts × n
+        # is a multiple of batch_multiple, the prefill's prompt rows divide over the
+        # data-parallel devices, and varying prompt counts compile a bounded number of programs.
         step = math.lcm(self.batch_multiple // math.gcd(self.batch_multiple, config.n),
                         self.data_parallel)
-        b_prompts = -(-n_prompts // step) * step
+        b_prompts = step * row_bucket(-(-n_prompts // step))
         tokens = np.zeros((b_prompts, p_len), np.int32)
         mask = np.zeros((b_prompts, p_len), bool)
         for i, x in enumerate(ids):
@@ -310,38 +354,33 @@ class Sampler:
             mask[i, p_len - len(x):] = True
         tokens[n_prompts:, -1] = 0  # padding rows: one dummy token so they stay well-defined
         mask[n_prompts:, -1] = True
-        cache = KVCache.init(self.config, b_prompts, p_len + max_new, self.cache_dtype)
-        tokens_j, mask_j = self._place(tokens), self._place(mask)
-        cache = self._place_cache(cache)
-        logits, cache = _prefill(self.graphdef, self.params, tokens_j, mask_j, cache)
 
-        # Replicate each prompt's prefill for its n samples (rows grouped by prompt).
         n = config.n
         rows = b_prompts * n
-        if n > 1:
-            rep = lambda x: jnp.repeat(x, n, axis=0)
-            cache = KVCache(keys=tuple(map(rep, cache.keys)), values=tuple(map(rep, cache.values)),
-                            valid_BxS=rep(cache.valid_BxS), length=cache.length)
-            logits = rep(logits)
-        base = jax.random.key(seed)
         row_prompt = np.repeat(np.arange(b_prompts), n)
         row_sample = np.tile(np.arange(n), b_prompts)
-        # Key of (prompt p, sample s) depends only on (seed, p, s): batch-composition invariant.
-        keys = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(base, p), s))(
-            jnp.asarray(row_prompt), jnp.asarray(row_sample))
-        state = _State(
-            cache=cache, logits_BxV=logits,
-            tokens_BxN=jnp.zeros((rows, max_new), jnp.int32),
-            logprobs_BxN=jnp.zeros((rows, max_new), jnp.float32),
-            sampling_logprobs_BxN=jnp.zeros((rows, max_new), jnp.float32),
-            step=jnp.zeros((), jnp.int32), length_B=jnp.zeros((rows,), jnp.int32),
-            done_B=jnp.asarray(row_prompt >= n_prompts), eos_B=jnp.zeros((rows,), bool), keys_B=keys)
-        settings = {"temperature": jnp.float32(config.temperature), "top_p": jnp.float32(config.top_p)}
-        static = dict(chunk=self.chunk, top_k=config.top_k, use_top_p=config.top_p < 1.0,
+        chunk = self.chunk
+        # Token 0 comes from the prefill; decode chunks add `chunk` tokens each.
+        width = 1 + chunk * -(-(max_new - 1) // chunk)
+        full_len = p_len + width - 1
+        settings = {"temperature": jnp.float32(config.temperature),
+                    "top_p": jnp.float32(config.top_p), "max_new_tokens": jnp.int32(max_new)}
+        static = dict(top_k=config.top_k, use_top_p=config.top_p < 1.0,
                       greedy=config.temperature == 0)
+        state = _start(self.graphdef, self.params, self._place(tokens), self._place(mask),
+                       np.uint32(seed), np.int32(n_prompts), settings, eos_arr,
+                       n=n, cache_len=self._cache_len(p_len + chunk, full_len), width=width,
+                       cache_dtype=self.cache_dtype, mesh=self.mesh, **static)
         stopped_by_string = np.zeros(rows, bool)
-        while True:
-            state = _decode_chunk(self.graphdef, self.params, state, settings, eos_arr, **static)
+        done, step = np.asarray(state.done_B), 1
+        while not (done.all() or step >= max_new):
+            # Slots needed after this chunk: the prompt, and every sampled token but the last.
+            needed = p_len + step - 1 + chunk
+            if needed > state.cache.max_len:
+                state = state.replace(cache=_grow_cache(
+                    state.cache, max_len=self._cache_len(needed, full_len)))
+            state = _decode_chunk(self.graphdef, self.params, state, settings, eos_arr,
+                                  chunk=chunk, **static)
             step = int(state.step)
             done = np.asarray(state.done_B)
             if config.stop_strings:
@@ -350,22 +389,19 @@ class Sampler:
                     stopped_by_string |= newly
                     state = state.replace(done_B=state.done_B | jnp.asarray(newly))
                     done = done | newly
-            if done.all() or step >= max_new:
-                break
         return self._collect(state, rows, n_prompts, row_prompt, row_sample, config, detokenize)
 
     def _place(self, array):
         if self.mesh is None:
-            return jnp.asarray(array)
+            return jax.device_put(array)
         from prm_jax import sharding
         return jax.device_put(array, sharding.batch_sharding(self.mesh, array.ndim))
 
-    def _place_cache(self, cache: KVCache) -> KVCache:
-        if self.mesh is None:
-            return cache
-        return KVCache(keys=tuple(map(self._place, cache.keys)),
-                       values=tuple(map(self._place, cache.values)),
-                       valid_BxS=self._place(cache.valid_BxS), length=cache.length)
+    def _cache_len(self, needed: int, full_len: int) -> int:
+        """Cache slots for `needed` tokens: the next bucket, at most what the whole generation
+        writes. Attention reads every slot, so a cache grown by buckets keeps each decode step's
+        attention within a bucket of the written length."""
+        return min(_bucket(needed, self.prompt_buckets), full_len)
 
     def _stop_string_rows(self, state, done, already, stop_strings) -> np.ndarray:
         """Rows still running whose text so far contains a stop string."""

@@ -9,7 +9,8 @@ from scipy import stats
 from hf_fixtures import make_hf_model
 from prm_jax import sharding
 from prm_jax.models import DecoderConfig, build_model, load_pretrained
-from prm_jax.sampling import Sampler, SamplingConfig, SamplingError, _decode_chunk, warp_logits
+from prm_jax.logit_filters import warp_logits
+from prm_jax.sampling import Sampler, SamplingConfig, SamplingError, _decode_chunk
 from prm_jax.tokenizer import load_tokenizer
 
 VOCAB = 1024  # the built-in tokenizer's size

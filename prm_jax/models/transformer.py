@@ -112,34 +112,41 @@ class Attention(nnx.Module):
     def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv=None, write_at=None):
         """Returns (output `[B,T,D]`, updated (keys, values) when `kv` is given else None).
 
-        `kv` holds this layer's cached `[B,S,K,H]` keys and values; the new tokens' keys and
-        values are written at slots `[write_at, write_at + T)` before attending.
+        `kv` holds this layer's cached `[B,K,S,H]` keys and values; the new tokens' keys and
+        values are written at slots `[write_at, write_at + T)` before attending. Keys and values
+        are attended in that `[B,K,S,H]` layout (B and K batch dims of both matmuls), so the
+        cache is never transposed or copied; the output projection is one `[N·H, D]` matmul.
         """
         cfg = self.config
         q_BxTxNxH = apply_rope(self._project(x_BxTxD, self.q_proj, "q_bias"), positions_BxT, inv_freq)
-        k_BxTxKxH = apply_rope(self._project(x_BxTxD, self.k_proj, "k_bias"), positions_BxT, inv_freq)
-        v_BxTxKxH = self._project(x_BxTxD, self.v_proj, "v_bias")
+        k_BxKxTxH = apply_rope(self._project(x_BxTxD, self.k_proj, "k_bias"), positions_BxT,
+                               inv_freq).transpose(0, 2, 1, 3)
+        v_BxKxTxH = self._project(x_BxTxD, self.v_proj, "v_bias").transpose(0, 2, 1, 3)
         new_kv = None
         if kv is not None:
             cache_k, cache_v = kv
-            start = (0, write_at, 0, 0)
-            cache_k = jax.lax.dynamic_update_slice(cache_k, k_BxTxKxH.astype(cache_k.dtype), start)
-            cache_v = jax.lax.dynamic_update_slice(cache_v, v_BxTxKxH.astype(cache_v.dtype), start)
+            start = (0, 0, write_at, 0)
+            cache_k = jax.lax.dynamic_update_slice(cache_k, k_BxKxTxH.astype(cache_k.dtype), start)
+            cache_v = jax.lax.dynamic_update_slice(cache_v, v_BxKxTxH.astype(cache_v.dtype), start)
             new_kv = (cache_k, cache_v)
-            k_BxSxKxH, v_BxSxKxH = cache_k.astype(q_BxTxNxH.dtype), cache_v.astype(q_BxTxNxH.dtype)
+            k_BxKxSxH, v_BxKxSxH = cache_k.astype(q_BxTxNxH.dtype), cache_v.astype(q_BxTxNxH.dtype)
         else:
-            k_BxSxKxH, v_BxSxKxH = k_BxTxKxH, v_BxTxKxH
+            k_BxKxSxH, v_BxKxSxH = k_BxKxTxH, v_BxKxTxH
         b, t, n, h = q_BxTxNxH.shape
         k = cfg.num_kv_heads
-        q_BxTxKxGxH = q_BxTxNxH.reshape(b, t, k, n // k, h)
-        logits_BxKxGxTxS = jnp.einsum(
-            "btkgh,bskh->bkgts", q_BxTxKxGxH, k_BxSxKxH, preferred_element_type=jnp.float32)
-        logits_BxKxGxTxS = logits_BxKxGxTxS * (h ** -0.5)
+        q_BxKxGTxH = q_BxTxNxH.reshape(b, t, k, n // k, h).transpose(0, 2, 3, 1, 4).reshape(
+            b, k, (n // k) * t, h)
+        logits_BxKxGTxS = jnp.einsum(
+            "bkqh,bksh->bkqs", q_BxKxGTxH, k_BxKxSxH, preferred_element_type=jnp.float32)
+        logits_BxKxGxTxS = logits_BxKxGTxS.reshape(b, k, n // k, t, -1) * (h ** -0.5)
         logits_BxKxGxTxS = jnp.where(mask_BxTxS[:, None, None], logits_BxKxGxTxS, _MASK_VALUE)
-        probs = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(v_BxSxKxH.dtype)
-        out_BxTxKxGxH = jnp.einsum("bkgts,bskh->btkgh", probs, v_BxSxKxH)
-        out_BxTxD = jnp.einsum(
-            "btnh,nhd->btd", out_BxTxKxGxH.reshape(b, t, n, h), self.o_proj[...].astype(cfg.compute_dtype))
+        probs_BxKxGTxS = jax.nn.softmax(logits_BxKxGxTxS, axis=-1).astype(v_BxKxSxH.dtype).reshape(
+            b, k, (n // k) * t, -1)
+        out_BxKxGTxH = jnp.einsum("bkqs,bksh->bkqh", probs_BxKxGTxS, v_BxKxSxH)
+        out_BxTxNH = out_BxKxGTxH.reshape(b, k, n // k, t, h).transpose(0, 3, 1, 2, 4).reshape(
+            b, t, n * h)
+        o_proj_NHxD = self.o_proj[...].astype(cfg.compute_dtype).reshape(n * h, -1)
+        out_BxTxD = jnp.einsum("btf,fd->btd", out_BxTxNH, o_proj_NHxD)
         if cfg.o_bias:
             out_BxTxD = out_BxTxD + self.o_bias[...].astype(cfg.compute_dtype)[None, None]
         return out_BxTxD, new_kv

@@ -23,6 +23,7 @@ import numpy as np
 
 from prm_jax import lines as lines_lib
 from prm_jax import plots
+from prm_jax.compile_stats import CompileStats
 from prm_jax.data.problem import Problem
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
 from prm_jax.models import load_pretrained
@@ -91,6 +92,19 @@ TEACHER_MAX_NEW_TOKENS = 48
 
 
 def run(ctx: StageContext) -> dict:
+    """Labels by every method; results also say what share of the stage XLA compiles took."""
+    start = time.perf_counter()
+    with CompileStats() as compile_stats:
+        results = _label(ctx)
+    seconds = time.perf_counter() - start
+    results["compile"] = dict(compile_stats.as_dict(),
+                              share_of_stage=round(compile_stats.seconds / max(seconds, 1e-9), 3))
+    print(f"  label stage: {compile_stats.compiles} XLA compiles, {compile_stats.seconds:.1f} s of "
+          f"{seconds:.1f} s ({results['compile']['share_of_stage']:.0%})")
+    return results
+
+
+def _label(ctx: StageContext) -> dict:
     config = ctx.config
     wd = ctx.workdir
     c = config.label

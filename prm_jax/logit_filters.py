@@ -1,0 +1,91 @@
+"""Temperature, top-k and nucleus (top-p) filtering of next-token logits, without a full sort.
+
+`warp_logits(logits, T, k, p)` returns `logits / T` with every filtered entry set to −inf:
+* top-k keeps the k largest;
+* top-p (nucleus) keeps token i of the descending order while the probability mass strictly
+  before it is < p, so the most likely token is always kept; the kept set is every logit
+  ≥ the last kept one (ties are kept together).
+
+Sorting a vocabulary of 151,936 entries every decode step costs more than the model at small
+batch, so the nucleus threshold is found in two exact ways instead:
+* the `NUCLEUS_CANDIDATES` largest logits (`lax.top_k`): when their mass reaches p, the nucleus
+  ends among them and its threshold is read off their cumulative mass;
+* otherwise (flat distributions) a bisection over the float32 bit patterns for the smallest logit
+  value x with mass(logits > x) < p — which is the threshold: 32 masked sums over the vocabulary,
+  no sort. With top-k on, the nucleus threshold is only needed among the k candidates (the
+  top-k threshold dominates otherwise), so the bisection never runs.
+"""
+
+from __future__ import annotations
+
+import jax
+import jax.numpy as jnp
+from jax import lax
+
+NUCLEUS_CANDIDATES = 256
+
+
+def _ordered_key(x: jax.Array) -> jax.Array:
+    """float32 → uint32 whose unsigned order is the float order (−inf < … < +inf)."""
+    bits = lax.bitcast_convert_type(x.astype(jnp.float32), jnp.int32)
+    signed = jnp.where(bits < 0, bits ^ jnp.int32(0x7FFFFFFF), bits)
+    return lax.bitcast_convert_type(signed, jnp.uint32) ^ jnp.uint32(0x80000000)
+
+
+def _from_ordered_key(key: jax.Array) -> jax.Array:
+    signed = lax.bitcast_convert_type(key ^ jnp.uint32(0x80000000), jnp.int32)
+    return lax.bitcast_convert_type(jnp.where(signed < 0, signed ^ jnp.int32(0x7FFFFFFF), signed),
+                                    jnp.float32)
+
+
+def _bisect_nucleus_threshold(logits_BxV, probs_BxV, top_p) -> jax.Array:
+    """Smallest logit value x of each row with Σ_{logit > x} prob < top_p (exact, 32 steps)."""
+    lo = _ordered_key(jnp.min(logits_BxV, axis=-1))
+    hi = _ordered_key(jnp.max(logits_BxV, axis=-1))
+
+    def step(_, bounds):
+        lo, hi = bounds
+        mid = lo + (hi - lo) // 2
+        above = jnp.sum(jnp.where(logits_BxV > _from_ordered_key(mid)[:, None], probs_BxV, 0.0), -1)
+        small = above < top_p
+        return jnp.where(small, lo, mid + 1), jnp.where(small, mid, hi)
+
+    _, hi = lax.fori_loop(0, 32, step, (lo, hi))
+    return _from_ordered_key(hi)
+
+
+def _thresholds(logits_BxV, top_k: int, top_p, use_top_p: bool) -> jax.Array:
+    """Per row, the smallest logit kept by top-k and top-p together."""
+    vocab = logits_BxV.shape[-1]
+    n_candidates = min(top_k, vocab) if top_k else min(NUCLEUS_CANDIDATES, vocab)
+    candidates_BxC, _ = lax.top_k(logits_BxV, n_candidates)
+    threshold_B = candidates_BxC[:, -1] if top_k else jnp.full(logits_BxV.shape[:1], -jnp.inf)
+    if not use_top_p:
+        return threshold_B
+    log_z_B1 = jax.nn.logsumexp(logits_BxV, axis=-1, keepdims=True)
+    probs_BxC = jnp.exp(candidates_BxC - log_z_B1)
+    mass_before = jnp.cumsum(probs_BxC, axis=-1) - probs_BxC
+    kept = (mass_before < top_p).at[:, 0].set(True)
+    last_kept = jnp.sum(kept, axis=-1) - 1
+    nucleus_B = jnp.take_along_axis(candidates_BxC, last_kept[:, None], axis=-1)[:, 0]
+    if not top_k and n_candidates < vocab:
+        # The nucleus ends among the candidates iff their mass reaches top_p.
+        inside_B = mass_before[:, -1] + probs_BxC[:, -1] >= top_p
+        nucleus_B = lax.cond(
+            jnp.all(inside_B), lambda: nucleus_B,
+            lambda: jnp.where(inside_B, nucleus_B, _bisect_nucleus_threshold(
+                logits_BxV, jnp.exp(logits_BxV - log_z_B1), top_p)))
+    return jnp.maximum(threshold_B, nucleus_B)
+
+
+def warp_logits(logits_BxV: jax.Array, temperature, top_k: int, top_p, use_top_p: bool) -> jax.Array:
+    """Temperature, then top-k, then top-p (nucleus) filtering; filtered entries are −inf.
+
+    top-p keeps token i (in descending order) if the mass strictly before it is < top_p, so
+    the most likely token is always kept. `top_k` and `use_top_p` are static.
+    """
+    logits = logits_BxV.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)
+    if not (top_k or use_top_p):
+        return logits
+    threshold_B = _thresholds(logits, top_k, top_p, use_top_p)
+    return jnp.where(logits >= threshold_B[:, None], logits, -jnp.inf)

@@ -6,15 +6,19 @@
 
 Random weights with the real model's shapes (speed does not depend on the values). For each
 batch size it prints generated tokens/s of prm_jax's Sampler (temperature 1, every sequence runs
-the full length), the roofline tokens/s — batch / (bytes read per decode step / bandwidth), where
-a step reads every parameter once and the whole KV cache — and the fraction reached; with torch
-installed, transformers' `generate` on the same shapes in the same run. `--bandwidth_gbs`
-defaults to a measured device-to-device copy.
+the full length) with top-p 1.0 and top-p 0.95, the programs it compiled, a plain jitted JAX
+decode loop on the same model (one jitted step per token called from Python, a full-length
+cache — what a first JAX implementation does) and the ratio, the roofline tokens/s — batch /
+(bytes read per decode step / bandwidth), where a step reads every parameter once and the whole
+KV cache — and the fraction reached; with torch installed, transformers' `generate` on the same
+shapes in the same run. `--bandwidth_gbs` defaults to a measured device-to-device copy.
+`--vocab` overrides the preset's vocabulary (e.g. 151936 to see top-p at Qwen's size).
 """
 
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -25,8 +29,10 @@ sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
 
 import jax  # noqa: E402
 import jax.numpy as jnp  # noqa: E402
+from flax import nnx  # noqa: E402
 
-from prm_jax.models import DecoderConfig, build_model, count_params  # noqa: E402
+from prm_jax.compile_stats import CompileStats  # noqa: E402
+from prm_jax.models import DecoderConfig, KVCache, build_model, count_params  # noqa: E402
 from prm_jax.models.presets import PRESETS, preset  # noqa: E402
 from prm_jax.sampling import Sampler, SamplingConfig  # noqa: E402
 from prm_jax.tokenizer import load_tokenizer  # noqa: E402
@@ -53,18 +59,56 @@ def roofline_tokens_per_s(config: DecoderConfig, n_params: int, batch: int, prom
     return batch / (step_bytes / (bandwidth_gbs * 1e9))
 
 
-def bench_ours(model, tokenizer, batch, prompt_len, new_tokens, chunk):
-    sampler = Sampler(model, tokenizer, chunk=chunk, batch_multiple=1)
+def _prompts(model, batch, prompt_len):
     rng = np.random.default_rng(0)
-    prompts = [rng.integers(3, min(model.config.vocab_size, 1000), prompt_len).tolist()
-               for _ in range(batch)]
-    config = SamplingConfig(temperature=1.0, max_new_tokens=new_tokens, eos_ids=())
-    sampler.generate(prompts, config, detokenize=False)  # compile
+    return [rng.integers(3, min(model.config.vocab_size, 1000), prompt_len).tolist()
+            for _ in range(batch)]
+
+
+def bench_ours(model, tokenizer, batch, prompt_len, new_tokens, chunk, top_p=1.0):
+    """(tokens/s, XLA programs compiled for this shape) of the Sampler."""
+    sampler = Sampler(model, tokenizer, chunk=chunk, batch_multiple=1)
+    prompts = _prompts(model, batch, prompt_len)
+    config = SamplingConfig(temperature=1.0, top_p=top_p, max_new_tokens=new_tokens, eos_ids=())
+    with CompileStats() as compiles:
+        sampler.generate(prompts, config, detokenize=False)
     start = time.perf_counter()
     out = sampler.generate(prompts, config, seed=1, detokenize=False)
     seconds = time.perf_counter() - start
     assert all(len(t) == new_tokens for t in out.token_ids)
-    return batch * new_tokens / seconds
+    return batch * new_tokens / seconds, compiles.compiles
+
+
+def bench_plain_loop(model, batch, prompt_len, new_tokens):
+    """A plain jitted JAX decode loop: jitted prefill, then one jitted step (forward one token
+    through a full-length cache, sample at temperature 1) per token, called from Python."""
+    graphdef, params = nnx.split(model, nnx.Param)
+
+    @jax.jit
+    def prefill(params, tokens):
+        cache = KVCache.init(model.config, tokens.shape[0], prompt_len + new_tokens)
+        logits, cache = nnx.merge(graphdef, params)(tokens, cache=cache)
+        return logits[:, -1], cache
+
+    @functools.partial(jax.jit, donate_argnums=(1,))
+    def step(params, cache, logits, key):
+        token = jax.random.categorical(key, logits).astype(jnp.int32)
+        logits, cache = nnx.merge(graphdef, params)(token[:, None], cache=cache)
+        return cache, logits[:, 0], token
+
+    def generate(seed):
+        tokens = jnp.asarray(_prompts(model, batch, prompt_len), jnp.int32)
+        logits, cache = prefill(params, tokens)
+        key, out = jax.random.key(seed), []
+        for t in range(new_tokens):
+            cache, logits, token = step(params, cache, logits, jax.random.fold_in(key, t))
+            out.append(token)
+        return jnp.stack(out, axis=1).block_until_ready()
+
+    generate(0)  # compile
+    start = time.perf_counter()
+    generate(1)
+    return batch * new_tokens / (time.perf_counter() - start)
 
 
 def bench_hf(shape: dict, batch, prompt_len, new_tokens, dtype):
@@ -106,27 +150,36 @@ def main():
     parser.add_argument("--chunk", type=int, default=64)
     parser.add_argument("--bandwidth_gbs", type=float, default=None)
     parser.add_argument("--no_hf", action="store_true")
+    parser.add_argument("--vocab", type=int, default=None, help="override the preset's vocabulary")
     args = parser.parse_args()
+    overrides = {"vocab_size": args.vocab} if args.vocab else {}
     config = preset(args.shape, dtype=args.dtype, param_dtype=args.dtype,
-                    max_position_embeddings=args.prompt_len + args.new_tokens + 64)
+                    max_position_embeddings=args.prompt_len + args.new_tokens + 64, **overrides)
     model = build_model(config)
     n_params = count_params(model)
     bandwidth = args.bandwidth_gbs or measured_bandwidth_gbs()
     tokenizer = load_tokenizer("builtin")
     device = jax.devices()[0]
-    print(f"{args.shape}: {n_params / 1e6:.1f}M params, {args.dtype}, device {device.device_kind} "
-          f"({device.platform}), bandwidth {bandwidth:.0f} GB/s, prompt {args.prompt_len}, "
-          f"new {args.new_tokens}")
-    print(f"{'batch':>6s} {'prm_jax tok/s':>14s} {'roofline tok/s':>15s} {'fraction':>9s} "
-          f"{'HF tok/s':>10s} {'speedup':>8s}")
+    print(f"{args.shape}: {n_params / 1e6:.1f}M params, vocab {config.vocab_size}, {args.dtype}, "
+          f"device {device.device_kind} ({device.platform}), bandwidth {bandwidth:.0f} GB/s, "
+          f"prompt {args.prompt_len}, new {args.new_tokens}, chunk {args.chunk}")
+    print(f"{'batch':>6s} {'prm_jax tok/s':>14s} {'top-p .95':>10s} {'compiles':>9s} "
+          f"{'plain loop':>11s} {'vs plain':>9s} {'roofline tok/s':>15s} {'fraction':>9s} "
+          f"{'HF tok/s':>10s} {'vs HF':>7s}")
+    shape = dict(PRESETS[args.shape], **overrides)
     for batch in [int(b) for b in args.batch.split(",")]:
-        ours = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens, args.chunk)
+        ours, compiles = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens,
+                                    args.chunk)
+        nucleus, _ = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens,
+                                args.chunk, top_p=0.95)
+        plain = bench_plain_loop(model, batch, args.prompt_len, args.new_tokens)
         roof = roofline_tokens_per_s(config, n_params, batch, args.prompt_len, args.new_tokens,
                                      bandwidth)
-        hf = None if args.no_hf else bench_hf(PRESETS[args.shape], batch, args.prompt_len,
-                                              args.new_tokens, args.dtype)
-        hf_text = f"{hf:10.1f} {ours / hf:7.1f}x" if hf else f"{'-':>10s} {'-':>8s}"
-        print(f"{batch:6d} {ours:14.1f} {roof:15.1f} {ours / roof:9.2f} {hf_text}")
+        hf = None if args.no_hf else bench_hf(shape, batch, args.prompt_len, args.new_tokens,
+                                              args.dtype)
+        hf_text = f"{hf:10.1f} {ours / hf:6.1f}x" if hf else f"{'-':>10s} {'-':>7s}"
+        print(f"{batch:6d} {ours:14.1f} {nucleus:10.1f} {compiles:9d} {plain:11.1f} "
+              f"{ours / plain:8.2f}x {roof:15.1f} {ours / roof:9.3f} {hf_text}", flush=True)
 
 
 if __name__ == "__main__":

@@ -4,7 +4,13 @@ Mesh axes: `data` (pure data parallelism), `fsdp` (data parallelism with paramet
 along `embed`), `tensor` (Megatron-style: heads, MLP width and vocabulary split). Batches are
 split over (`data`, `fsdp`). Parameters carry `logical_axes` metadata (see
 `prm_jax.models.transformer`); `LOGICAL_RULES` maps each logical name to a mesh axis or None.
-A mapping that does not divide a parameter's dimension is an error naming the parameter.
+A mapping that does not divide a parameter's dimension is an error naming the parameter, except
+for attention heads (`REPLICATED_IF_INDIVISIBLE`): when `tensor` exceeds (or does not divide)
+the number of KV heads, the key/value projections are replicated over `tensor` — every tensor
+shard computes the few KV heads its query heads need, as MaxText and vLLM replicate KV heads —
+and query heads that do not divide `tensor` (14 heads of Qwen2.5-0.5B over 8) are replicated the
+same way, so the attention runs data-parallel over `tensor` while the MLP and the vocabulary
+stay split. Qwen2.5-0.5B (2 KV heads) can so use tensor=8.
 """
 
 from __future__ import annotations
@@ -32,6 +38,10 @@ LOGICAL_RULES: dict[str, str | None] = {
     "norm": None,
     "score": None,
 }
+
+
+# Logical axes whose parameters fall back to replication over a mesh axis that does not divide them.
+REPLICATED_IF_INDIVISIBLE = frozenset({"heads", "kv_heads"})
 
 
 class ShardingError(ValueError):
@@ -107,14 +117,19 @@ def _path_str(path) -> str:
     return "/".join(str(getattr(k, "key", getattr(k, "idx", k))) for k in path)
 
 
-def _checked_sharding(path: str, shape, logical_axes, mesh: Mesh, rules) -> NamedSharding:
-    spec = logical_to_spec(logical_axes, rules)
+def param_sharding(path: str, shape, logical_axes, mesh: Mesh, rules=LOGICAL_RULES) -> NamedSharding:
+    """NamedSharding of one parameter per the rules; attention heads that do not divide their
+    mesh axis are replicated over it, any other indivisible dimension is an error."""
+    spec = list(logical_to_spec(logical_axes, rules))
     for dim, (size, axis) in enumerate(zip(shape, spec)):
         if axis is not None and size % mesh.shape[axis]:
+            if logical_axes[dim] in REPLICATED_IF_INDIVISIBLE:
+                spec[dim] = None
+                continue
             raise ShardingError(
                 f"parameter {path} dim {dim} ({logical_axes[dim]}={size}) is not divisible by mesh "
                 f"axis {axis}={mesh.shape[axis]}; change the mesh or the rule for {logical_axes[dim]!r}")
-    return NamedSharding(mesh, spec)
+    return NamedSharding(mesh, P(*spec))
 
 
 def state_shardings(state: nnx.State, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.State:
@@ -126,7 +141,7 @@ def state_shardings(state: nnx.State, mesh: Mesh, rules=LOGICAL_RULES) -> nnx.St
         axes = var.get_metadata().get("logical_axes")
         if axes is None:
             return var.replace(NamedSharding(mesh, P()))
-        return var.replace(_checked_sharding(_path_str(path), var.shape, axes, mesh, rules))
+        return var.replace(param_sharding(_path_str(path), var.shape, axes, mesh, rules))
     return jax.tree_util.tree_map_with_path(one, state, is_leaf=_is_variable)
 
 
@@ -159,7 +174,7 @@ def sharding_summary(model: nnx.Module, mesh: Mesh, rules=LOGICAL_RULES) -> str:
     groups: dict[tuple, list[int]] = {}
     for path, var in jax.tree_util.tree_leaves_with_path(nnx.state(model, nnx.Param), is_leaf=_is_variable):
         axes = tuple(var.get_metadata().get("logical_axes") or ())
-        spec = logical_to_spec(axes, rules)
+        spec = param_sharding(_path_str(path), var.shape, axes, mesh, rules).spec
         size = int(np.prod(var.shape))
         g = groups.setdefault((axes, tuple(spec)), [0, 0])
         g[0] += 1

@@ -1,5 +1,7 @@
 """The same numbers on every mesh, and parameters really sharded as the rules say."""
 
+import dataclasses
+
 import jax
 import numpy as np
 import optax
@@ -81,10 +83,10 @@ def test_mesh_errors_are_clear():
         sharding_lib.make_mesh({"data": -1, "fsdp": -1})
     with pytest.raises(sharding_lib.ShardingError, match="unknown mesh axes"):
         sharding_lib.make_mesh({"model": 8})
-    # 4 heads cannot be split 8 ways.
+    # A vocabulary of 60 cannot be split 8 ways (heads can: they fall back to replication).
     mesh = sharding_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 8})
-    with pytest.raises(sharding_lib.ShardingError, match=r"attn/.* dim \d \((kv_)?heads=\d\) is not divisible by mesh axis tensor=8"):
-        sharding_lib.shard_model(build_model(CONFIG), mesh)
+    with pytest.raises(sharding_lib.ShardingError, match=r"embed dim 0 \(vocab=60\) is not divisible by mesh axis tensor=8"):
+        sharding_lib.shard_model(build_model(dataclasses.replace(CONFIG, vocab_size=60)), mesh)
     mesh = sharding_lib.make_mesh({"data": 8, "fsdp": 1, "tensor": 1})
     trainer = ShardedTrainer(build_model(CONFIG), optax.sgd(0.1), mesh, next_token_loss)
     with pytest.raises(sharding_lib.ShardingError, match="batch size 6"):
@@ -119,3 +121,47 @@ def test_scalar_head_forward_on_a_mesh():
                            mask_BxT=np.asarray([[1, 1, 1], [1, 1, 0]], bool))[0])
     np.testing.assert_allclose(got[0], ref[0, [0, 2]], atol=1e-5)
     np.testing.assert_allclose(got[1], ref[1, [1]], atol=1e-5)
+
+
+# Qwen2.5-0.5B's head ratio (14 query heads, 2 KV heads) and a Llama-like one (8 and 2), small.
+HEAD_LAYOUTS = {"qwen_0.5b_ratio": dict(num_heads=14, num_kv_heads=2, hidden_size=56),
+                "kv_heads_below_tensor": dict(num_heads=8, num_kv_heads=2, hidden_size=32)}
+
+
+@pytest.mark.parametrize("layout", sorted(HEAD_LAYOUTS))
+def test_tensor_eight_with_replicated_kv_heads_matches_single_device(layout):
+    """tensor=8 beyond the KV heads: KV projections replicated over `tensor` (query heads too
+    when they do not divide it), MLP and vocabulary split; forward, one train step and greedy
+    sampling equal one device."""
+    from prm_jax.sampling import Sampler, SamplingConfig
+    from prm_jax.tokenizer import load_tokenizer
+
+    config = dataclasses.replace(CONFIG, vocab_size=1024, intermediate_size=64,
+                                 **HEAD_LAYOUTS[layout])
+    results = {}
+    for name, mesh in [("one", sharding_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 1},
+                                                        devices=jax.devices()[:1])),
+                       ("tensor8", sharding_lib.make_mesh({"data": 1, "fsdp": 1, "tensor": 8}))]:
+        trainer = ShardedTrainer(build_model(config, seed=1), _optimizer(), mesh, next_token_loss)
+        batch = _batch()
+        logits = np.asarray(trainer.forward(batch["tokens"], batch["mask"]))
+        loss = float(trainer.step(batch)["loss"])
+        params = jax.tree.map(np.asarray, jax.device_get(trainer.state.params))
+        sampler = Sampler(build_model(config, seed=1), load_tokenizer("builtin"), mesh=mesh)
+        tokens = sampler.generate([[5, 6, 7], [9, 10]], SamplingConfig(
+            temperature=0.0, max_new_tokens=12, eos_ids=())).token_ids
+        results[name] = (logits, loss, params, tokens, trainer)
+    (ref_logits, ref_loss, ref_params, ref_tokens, _) = results["one"]
+    logits, loss, params, tokens, trainer = results["tensor8"]
+    np.testing.assert_allclose(logits, ref_logits, atol=1e-5)
+    assert abs(loss - ref_loss) < 1e-5 and tokens == ref_tokens
+    for a, b in zip(jax.tree.leaves(params), jax.tree.leaves(ref_params)):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    attn = trainer.state.params["backbone"]["layers"][0]["attn"]
+    assert attn["k_proj"][...].sharding.spec == P("fsdp", None, None)
+    q_heads = None if config.num_heads % 8 else "tensor"
+    assert attn["q_proj"][...].sharding.spec == P("fsdp", q_heads, None)
+    # The MLP and the vocabulary are still split 8 ways.
+    down = trainer.state.params["backbone"]["layers"][0]["mlp"]["down_proj"][...]
+    assert down.addressable_shards[0].data.shape == (64 // 8, config.hidden_size)
+    assert trainer.state.params["backbone"]["embed"][...].sharding.spec == P("tensor", "fsdp")

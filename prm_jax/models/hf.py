@@ -197,7 +197,7 @@ def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32
 
     def place(var: nnx.Variable, value: np.ndarray, name: str):
         if mesh is not None:
-            sharding = sharding_lib._checked_sharding(
+            sharding = sharding_lib.param_sharding(
                 name, value.shape, var.get_metadata()["logical_axes"], mesh, rules)
             var.set_value(jax.device_put(value, sharding))
         else:

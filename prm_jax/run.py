@@ -13,11 +13,10 @@ import json
 import os
 import time
 
-import jax
 import ml_collections
 from absl import logging
 
-from prm_jax import config_utils, sharding
+from prm_jax import config_utils, distributed, sharding
 from prm_jax.data.problem import ProblemError
 from prm_jax.jsonio import JsonlError, write_json_atomic
 from prm_jax.models import config as model_config, hf
@@ -43,7 +42,7 @@ def prepare(config: ml_collections.ConfigDict, workdir: str) -> StageContext:
     a resumable workdir) without writing anything; returns what the stages receive."""
     run_config = RunConfig.from_config_dict(config, workdir)
     if run_config.distributed:
-        jax.distributed.initialize()
+        distributed.initialize()
     tokenizer = load_tokenizer(run_config.tokenizer_dir)
     mesh = sharding.make_mesh(dict(run_config.mesh))
     check_model(run_config, tokenizer, mesh)

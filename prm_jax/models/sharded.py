@@ -15,7 +15,7 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from prm_jax import sharding as sharding_lib
+from prm_jax import distributed, sharding as sharding_lib
 
 
 class ShardedModel:
@@ -99,6 +99,6 @@ class ShardedModel:
                 tokens[i, :len(ids)] = ids
                 mask[i, :len(ids)] = True
             mask[len(chunk):, 0] = True
-            values = np.asarray(jax.device_get(self.forward(tokens, mask)))
+            values = distributed.to_host(self.forward(tokens, mask))
             out.extend([float(values[i, t]) for t in pos] for i, (_, pos) in enumerate(chunk))
         return out

@@ -22,6 +22,7 @@ import grain.python as grain
 import jax
 import optax
 
+from prm_jax import distributed
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
 from prm_jax.progress import progress_bar
 from prm_jax.train import losses
@@ -72,7 +73,8 @@ class MetricsWriter:
 
     A run resumed from step s first drops every logged row with step > s (written after the
     checkpoint it resumes from) and rebuilds `tb/` from the kept rows, so curves never hold a
-    step twice. `resume_step=0` starts both afresh.
+    step twice. `resume_step=0` starts both afresh. With several JAX processes only process 0
+    writes (all of them compute the same metrics); the others read the kept rows only.
     """
 
     def __init__(self, workdir: str, prefix: str, resume_step: int = 0):
@@ -80,7 +82,10 @@ class MetricsWriter:
 
         self.prefix = prefix
         self.path = os.path.join(workdir, "metrics.jsonl")
+        self.primary = jax.process_index() == 0
         self.kept = self._truncate(resume_step)
+        if not self.primary:
+            return
         tb_dir = os.path.join(workdir, "tb")
         shutil.rmtree(tb_dir, ignore_errors=True)
         self.tb = SummaryWriter(tb_dir)
@@ -91,7 +96,8 @@ class MetricsWriter:
         rows = []
         if resume_step > 0 and os.path.exists(self.path):
             rows = [r for r in read_jsonl(self.path, "metrics file") if r["step"] <= resume_step]
-        write_jsonl_atomic(self.path, rows)
+        if self.primary:
+            write_jsonl_atomic(self.path, rows)
         return rows
 
     def last(self) -> dict:
@@ -108,6 +114,8 @@ class MetricsWriter:
 
     def write(self, step: int, metrics: dict) -> None:
         row = {"step": step, **{f"{self.prefix}/{k}": float(v) for k, v in metrics.items()}}
+        if not self.primary:
+            return
         with open(self.path, "a") as f:
             f.write(json.dumps(row) + "\n")
         self._add_scalars(row)
@@ -115,6 +123,8 @@ class MetricsWriter:
 
     def close(self):
         """Closes TensorBoard and draws `curves.png` beside metrics.jsonl (`prm_jax.plots`)."""
+        if not self.primary:
+            return
         self.tb.close()
         from prm_jax.plots import write_curves
 
@@ -126,9 +136,16 @@ class MetricsWriter:
 
 def example_loader(examples: Sequence[dict], batch_size: int, seed: int) -> grain.DataLoader:
     """Batches of `examples` (dicts of equally shaped arrays): shuffled, repeated forever,
-    sharded by JAX process; its iterator is checkpointable."""
+    sharded by JAX process; its iterator is checkpointable.
+
+    `batch_size` is the global batch: each of the N processes yields batch_size / N rows of
+    its own shard (`prm_jax.distributed.global_batch` joins them)."""
+    if batch_size % jax.process_count():
+        raise ValueError(f"batch size {batch_size} is not divisible by the {jax.process_count()} "
+                         "JAX processes")
     if len(examples) < batch_size:
         raise ValueError(f"{len(examples)} examples are fewer than one batch of {batch_size}")
+    batch_size //= jax.process_count()
     sampler = grain.IndexSampler(
         num_records=len(examples),
         shard_options=grain.ShardOptions(shard_index=jax.process_index(),
@@ -148,7 +165,8 @@ def train(model, data: Sequence[dict] | Iterable[dict], *, loss: str | LossFn, c
     """Trains `model`; resumes from `workdir/name`.
 
     data: a list of examples (batched by `example_loader`) or an iterable of batches — a grain
-      DataLoader's iterator position is checkpointed with the model.
+      DataLoader's iterator position is checkpointed with the model. With several JAX processes
+      each yields only its own process's rows (host arrays; see `prm_jax.distributed`).
     loss: a `LossFn` (model, batch) -> (loss, metrics), or a name from `LOSSES`.
     Returns (trained model, final metrics). `stop_after` ends the run early after that many
     steps of this invocation (used to test kill-and-resume). `on_step(step, get_model)` runs
@@ -186,7 +204,7 @@ def train(model, data: Sequence[dict] | Iterable[dict], *, loss: str | LossFn, c
     t0 = time.perf_counter()
     ran = 0
     for step in range(start, config.steps):
-        batch = next(iterator)
+        batch = distributed.global_batch(mesh, next(iterator))
         metrics = trainer.step(batch)
         if pending is not None:  # read step t−1's metrics after dispatching step t
             _check_finite(name, *pending, checkpoints)

@@ -19,7 +19,8 @@ Design:
 * The cache starts at a bucket of the prompt + one chunk and grows by buckets between chunks
   (`KVCache.grow`), so attention reads at most a bucket's worth of slots beyond those written;
   its `[B,K,S,H]` layout is read by attention without a copy.
-* Top-p uses `prm_jax.logit_filters` (exact, no sort of the vocabulary).
+* Top-p and the draw itself use `prm_jax.logit_filters` (exact; no sort of the vocabulary,
+  one uniform number per row and step).
 * Every sequence has its own PRNG key (`fold_in(seed key, row)`, then `fold_in(·, step)`), so a
   sample does not depend on what else is in the batch: continuing from a prefix equals sampling
   from the concatenated prompt.
@@ -40,7 +41,8 @@ import jax.numpy as jnp
 import numpy as np
 from flax import nnx
 
-from prm_jax.logit_filters import warp_logits
+from prm_jax.distributed import to_host
+from prm_jax.logit_filters import sample, warp_logits
 from prm_jax.models.kv_cache import KVCache
 from prm_jax.models.sharded import ShardedModel
 
@@ -140,7 +142,7 @@ def _choose(logits_BxV: jax.Array, state: _State, settings: dict, eos_ids: jax.A
     else:
         warped = warp_logits(logits_BxV, settings["temperature"], top_k, settings["top_p"], use_top_p)
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, state.step))(state.keys_B)
-        token_B = jax.vmap(jax.random.categorical)(step_keys, warped).astype(jnp.int32)
+        token_B = sample(step_keys, warped)
         sampling_lp_B = jnp.take_along_axis(jax.nn.log_softmax(warped, axis=-1), token_B[:, None],
                                             axis=-1)[:, 0]
     lp_B = jnp.take_along_axis(log_probs_BxV, token_B[:, None], axis=-1)[:, 0]
@@ -372,7 +374,7 @@ class Sampler:
                        n=n, cache_len=self._cache_len(p_len + chunk, full_len), width=width,
                        cache_dtype=self.cache_dtype, mesh=self.mesh, **static)
         stopped_by_string = np.zeros(rows, bool)
-        done, step = np.asarray(state.done_B), 1
+        done, step = to_host(state.done_B), 1
         while not (done.all() or step >= max_new):
             # Slots needed after this chunk: the prompt, and every sampled token but the last.
             needed = p_len + step - 1 + chunk
@@ -382,12 +384,12 @@ class Sampler:
             state = _decode_chunk(self.graphdef, self.params, state, settings, eos_arr,
                                   chunk=chunk, **static)
             step = int(state.step)
-            done = np.asarray(state.done_B)
+            done = to_host(state.done_B)
             if config.stop_strings:
                 newly = self._stop_string_rows(state, done, stopped_by_string, config.stop_strings)
                 if newly.any():
                     stopped_by_string |= newly
-                    state = state.replace(done_B=state.done_B | jnp.asarray(newly))
+                    state = state.replace(done_B=state.done_B | self._place(newly))
                     done = done | newly
         return self._collect(state, rows, n_prompts, row_prompt, row_sample, config, detokenize)
 
@@ -405,8 +407,8 @@ class Sampler:
 
     def _stop_string_rows(self, state, done, already, stop_strings) -> np.ndarray:
         """Rows still running whose text so far contains a stop string."""
-        tokens = np.asarray(state.tokens_BxN)
-        lengths = np.asarray(state.length_B)
+        tokens = to_host(state.tokens_BxN)
+        lengths = to_host(state.length_B)
         hit = np.zeros(len(done), bool)
         for r in np.nonzero(~done & ~already)[0]:
             text = self.tokenizer.decode(tokens[r, :lengths[r]].tolist())
@@ -414,11 +416,11 @@ class Sampler:
         return hit
 
     def _collect(self, state, rows, n_prompts, row_prompt, row_sample, config, detokenize=True):
-        tokens = np.asarray(state.tokens_BxN)
-        lengths = np.asarray(state.length_B)
-        lps = np.asarray(state.logprobs_BxN)
-        slps = np.asarray(state.sampling_logprobs_BxN)
-        eos = np.asarray(state.eos_B)
+        tokens = to_host(state.tokens_BxN)
+        lengths = to_host(state.length_B)
+        lps = to_host(state.logprobs_BxN)
+        slps = to_host(state.sampling_logprobs_BxN)
+        eos = to_host(state.eos_B)
         out = SampleBatch([], [], [], [], [], [], [], [])
         for r in range(rows):
             if row_prompt[r] >= n_prompts:

@@ -1,0 +1,76 @@
+"""Sort-free nucleus filtering and the inverse-CDF draw against NumPy oracles."""
+
+import jax
+import numpy as np
+import pytest
+from scipy import stats
+
+from prm_jax.logit_filters import sample, warp_logits
+
+
+def _nucleus_oracle(logits, temperature, top_k, top_p):
+    """NumPy: sort descending, keep while the mass before is < top_p (and within top-k)."""
+    scaled = logits.astype(np.float64) / temperature
+    order = np.argsort(-scaled, kind="stable")
+    p = np.exp(scaled[order] - scaled.max())
+    p /= p.sum()
+    keep = (np.cumsum(p) - p) < top_p
+    keep[0] = True
+    if top_k:
+        keep[top_k:] = False
+    threshold = scaled[order][keep].min()
+    return scaled >= threshold
+
+
+@pytest.mark.parametrize("vocab", [300, 5000])
+@pytest.mark.parametrize("top_k", [0, 7, 400])
+def test_sort_free_nucleus_filter_equals_the_sorted_one(vocab, top_k):
+    rng = np.random.default_rng(vocab + top_k)
+    rows = [rng.normal(size=vocab) * scale for scale in (0.01, 0.3, 1.0, 3.0, 10.0, 30.0)]
+    rows.append(np.where(np.arange(vocab) < 3, 5.0, 0.0))  # ties at the threshold
+    logits = np.asarray(rows, np.float32)
+    for temperature in (0.7, 1.0):
+        for top_p in (0.1, 0.5, 0.9, 0.95, 0.999):
+            warped = np.asarray(warp_logits(logits, temperature, top_k, top_p, True))
+            for row, got in zip(logits, warped):
+                expected = _nucleus_oracle(row, temperature, top_k, top_p)
+                mismatch = np.isfinite(got) != expected
+                assert not mismatch.any(), (temperature, top_p, np.nonzero(mismatch)[0][:5])
+                np.testing.assert_allclose(got[expected], row[expected] / temperature, rtol=1e-6)
+
+
+def _draws(logits, n, block, seed=0):
+    keys = jax.random.split(jax.random.key(seed), n)
+    return np.asarray(jax.jit(lambda k, x: sample(k, x, block))(keys, np.repeat(logits[None], n, 0)))
+
+
+@pytest.mark.parametrize("block", [7, 64, 512])
+def test_inverse_cdf_draws_follow_the_softmax_and_never_filtered_tokens(block):
+    rng = np.random.default_rng(block)
+    vocab = 300  # not a multiple of any block
+    logits = (rng.normal(size=vocab) * 2).astype(np.float32)
+    logits[rng.choice(vocab, 120, replace=False)] = -np.inf  # filtered (top-k / top-p)
+    logits[-1] = -np.inf  # the last token of the last block, too
+    n = 20000
+    tokens = _draws(logits, n, block)
+    allowed = np.isfinite(logits)
+    assert allowed[tokens].all()
+    probs = np.exp(logits[allowed] - logits[allowed].max())
+    probs /= probs.sum()
+    observed = np.bincount(tokens, minlength=vocab)[allowed]
+    expected = probs * n
+    big = expected >= 5
+    chi2 = ((observed[big] - expected[big]) ** 2 / expected[big]).sum()
+    assert stats.chi2.sf(chi2, big.sum() - 1) > 1e-3
+
+
+def test_inverse_cdf_edge_cases():
+    one = np.full(1000, -np.inf, np.float32)
+    one[999] = 0.0
+    assert set(_draws(one, 200, 512).tolist()) == {999}
+    first = np.full(1000, -np.inf, np.float32)
+    first[0] = 3.0
+    assert set(_draws(first, 200, 512).tolist()) == {0}
+    # Extreme spread: a dominant token and tokens at the float32 underflow edge.
+    spread = np.asarray([0.0, -80.0, -200.0, 50.0, -np.inf], np.float32)
+    assert set(_draws(spread, 500, 2).tolist()) == {3}

@@ -38,7 +38,8 @@ def get_config() -> ml_collections.ConfigDict:
     # init_from is set, else the built-in one. A tokenizer that does not match the model is an error.
     config.tokenizer = ""
     # A HF checkpoint directory to start from instead of random weights ("" = random init from
-    # config.model; with init_from the shape comes from its config.json, dtypes from config.model).
+    # config.model; with init_from the shape comes from its config.json, dtypes and remat from
+    # config.model).
     config.init_from = ""
     # Call jax.distributed.initialize() first (multi-host runs).
     config.distributed = False
@@ -56,6 +57,9 @@ def get_config() -> ml_collections.ConfigDict:
     config.model.max_position_embeddings = 1024
     config.model.dtype = "float32"
     config.model.param_dtype = "float32"
+    # Recompute each block's activations in the backward pass (memory, not results); dtypes and
+    # remat apply to every model the run loads (init_from and each stage's saved models).
+    config.model.remat = False
 
     # Mesh axis sizes; -1 = all remaining devices.
     config.mesh = ml_collections.ConfigDict(dict(data=1, fsdp=-1, tensor=1))

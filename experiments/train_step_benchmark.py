@@ -2,6 +2,7 @@
 
   python experiments/train_step_benchmark.py --shape qwen2.5-0.5b            # compile only, any host
   python experiments/train_step_benchmark.py --shape qwen2.5-0.5b --dtype bfloat16
+  python experiments/train_step_benchmark.py --shape qwen2.5-0.5b --remat --chunks 128
   python experiments/train_step_benchmark.py --shape tiny --batch 4 --seq_len 256 --measure
   python experiments/train_step_benchmark.py --shape qwen2.5-0.5b --dtype bfloat16 --measure  # GPU
 
@@ -9,10 +10,14 @@ The step is `prm_jax.train.step.train_step` with the SFT loss (`next_token_loss`
 optimizer (clip + AdamW, `train.loop.make_optimizer`), lowered on abstract parameters
 (`abstract_train_state`: `jax.ShapeDtypeStruct`s, no weights allocated) for a batch of
 `--batch` × `--seq_len` tokens, once per `--chunks` entry (sequence positions of logits per chunk;
-0 = the full [B,T,V] logits). For each it prints `compile().memory_analysis()`: argument, output,
+0 = the full [B,T,V] logits), with `--remat` each block recomputed in the backward pass. For
+each it prints `compile().memory_analysis()`: argument, output,
 alias (donated state reused for the output), temporary bytes, and
 total = argument + output − alias + temp, the compiled program's peak footprint; next to it
-one float32 [B,T,V] logits buffer, B·T·V·4 bytes.
+one float32 [B,T,V] logits buffer, B·T·V·4 bytes. On XLA:CPU run it with
+`XLA_FLAGS=--xla_cpu_enable_concurrency_optimized_scheduler=false`: the default CPU scheduler
+hoists the recomputation next to the forward pass, which keeps every activation alive and hides
+what remat saves (GPU and TPU schedule for memory by default).
 
 With `--measure` it also allocates the model (random weights), runs `--steps` real steps of
 `ShardedTrainer` (after one compiling step) on all local devices and prints
@@ -103,8 +108,10 @@ def main():
     parser.add_argument("--measure", action="store_true", help="also run real steps")
     parser.add_argument("--steps", type=int, default=5)
     parser.add_argument("--peak_tflops", type=float, default=None)
+    parser.add_argument("--remat", action="store_true",
+                        help="recompute each block in the backward pass (DecoderConfig.remat)")
     args = parser.parse_args()
-    config = preset(args.shape, dtype=args.dtype, param_dtype=args.param_dtype,
+    config = preset(args.shape, dtype=args.dtype, param_dtype=args.param_dtype, remat=args.remat,
                     max_position_embeddings=max(args.seq_len, PRESETS[args.shape].get(
                         "max_position_embeddings", 2048)))
     tx, _ = make_optimizer(LoopConfig(steps=1000, batch_size=args.batch))
@@ -113,7 +120,8 @@ def main():
     device = jax.devices()[0]
     logits_gb = args.batch * args.seq_len * config.vocab_size * 4 / GB
     print(f"{args.shape}: {n_params / 1e6:.1f}M params, compute {args.dtype}, params "
-          f"{args.param_dtype}, batch {args.batch} x {args.seq_len} tokens, V={config.vocab_size}, "
+          f"{args.param_dtype}, remat {args.remat}, batch {args.batch} x {args.seq_len} tokens, "
+          f"V={config.vocab_size}, "
           f"device {device.device_kind} ({device.platform}); one float32 [B,T,V] buffer "
           f"{logits_gb:.2f} GB")
     peak = None

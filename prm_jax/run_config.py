@@ -31,7 +31,7 @@ EVAL_DATASETS = ("humaneval", "mbpp", "io", "jsonl", "synthetic")
 # section is checked per named RL run instead (workdir/<rl.name>/config.json), so several arms
 # share one workdir.
 NON_RESULT_KEYS = ("workdir", "stages", "distributed", "mesh.", "sft.checkpoint_every",
-                   "sft.logits_chunk",
+                   "sft.logits_chunk", "model.remat",
                    "prm.checkpoint_every", "rl.",
                    "rl_baseline.checkpoint_every", "rl_baseline.logits_chunk")
 

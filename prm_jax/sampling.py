@@ -180,7 +180,7 @@ def _constrain_rows(tree, mesh):
 
 @functools.partial(jax.jit, static_argnames=(
     "graphdef", "n", "cache_len", "width", "cache_dtype", "mesh", "top_k", "use_top_p", "greedy"))
-def _start(graphdef, params, tokens_PxL, mask_PxL, seed, n_prompts, settings, eos_ids, *,
+def _start(graphdef, params, tokens_PxL, mask_PxL, base_key, n_prompts, settings, eos_ids, *,
            n: int, cache_len: int, width: int, cache_dtype, mesh, top_k: int, use_top_p: bool,
            greedy: bool) -> _State:
     """One call: cache init, prefill of each distinct prompt, its cache repeated for its `n`
@@ -190,8 +190,7 @@ def _start(graphdef, params, tokens_PxL, mask_PxL, seed, n_prompts, settings, eo
     prompts = tokens_PxL.shape[0]
     row_prompt = jnp.arange(prompts * n) // n
     # Key of (prompt p, sample s) depends only on (seed, p, s): batch-composition invariant.
-    base = jax.random.key(seed)
-    keys_B = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(base, p), s))(
+    keys_B = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(base_key, p), s))(
         row_prompt, jnp.arange(prompts * n) % n)
     cache = _constrain_rows(KVCache.init(model.config, prompts, cache_len, cache_dtype), mesh)
     hidden_PxLxD, cache = model.backbone(tokens_PxL, mask_BxT=mask_PxL, cache=cache)
@@ -370,7 +369,7 @@ class Sampler:
         static = dict(top_k=config.top_k, use_top_p=config.top_p < 1.0,
                       greedy=config.temperature == 0)
         state = _start(self.graphdef, self.params, self._place(tokens), self._place(mask),
-                       np.uint32(seed), np.int32(n_prompts), settings, eos_arr,
+                       jax.random.key(seed), np.int32(n_prompts), settings, eos_arr,
                        n=n, cache_len=self._cache_len(p_len + chunk, full_len), width=width,
                        cache_dtype=self.cache_dtype, mesh=self.mesh, **static)
         stopped_by_string = np.zeros(rows, bool)

@@ -132,6 +132,14 @@ def test_continuation_from_prefix_equals_concatenated_prompt(tiny, tokenizer):
         np.testing.assert_allclose(a, b, atol=1e-6)
 
 
+def test_any_64_bit_seed(tiny, tokenizer):
+    sampler = Sampler(tiny, tokenizer)
+    config = SamplingConfig(temperature=1.0, max_new_tokens=6, eos_ids=())
+    big = sampler.generate(_prompts(4), config, seed=100003300009).token_ids
+    assert big == sampler.generate(_prompts(4), config, seed=100003300009).token_ids
+    assert big != sampler.generate(_prompts(4), config, seed=0).token_ids
+
+
 def test_samples_do_not_depend_on_batch_composition(tiny, tokenizer):
     sampler = Sampler(tiny, tokenizer)
     prompts = _prompts(4)

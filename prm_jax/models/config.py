@@ -58,6 +58,10 @@ class DecoderConfig:
     dtype: str = "float32"
     # Dtype of the stored parameters.
     param_dtype: str = "float32"
+    # Recompute each block's activations in the backward pass (jax.checkpoint per layer): a
+    # training step then holds one block's activations at a time instead of every layer's.
+    # Changes memory and time, never results; not part of the exported config.json.
+    remat: bool = False
 
     def __post_init__(self):
         if isinstance(self.eos_token_id, list):  # from JSON; tuples keep the config hashable

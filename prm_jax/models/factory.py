@@ -17,11 +17,25 @@ from prm_jax.models.heads import build_model
 from prm_jax.models.hf import check_tokenizer_matches, hf_decoder_config, load_pretrained
 
 
+# Keys of `config.model` that choose numerics and memory, not shape: they apply to every model a
+# run loads — its `init_from` checkpoint and each stage's saved policy, PRM and critic.
+RUNTIME_OPTIONS = {"dtype": "float32", "param_dtype": "float32", "remat": False}
+
+
+def runtime_options(config) -> dict:
+    """dtype, param_dtype and remat of the run (`config.model`, defaults otherwise)."""
+    return {key: config.model.get(key, default) for key, default in RUNTIME_OPTIONS.items()}
+
+
+def load_run_model(config, path: str, **kwargs):
+    """A checkpoint this run reads or wrote (policy, PRM, critic), with the run's dtypes and remat."""
+    return load_pretrained(path, **runtime_options(config), **kwargs)
+
+
 def decoder_config(config, tokenizer) -> DecoderConfig:
     """The model's DecoderConfig: from `config.init_from` if set, else from `config.model`."""
     if config.init_from:
-        return hf_decoder_config(config.init_from, dtype=config.model.get("dtype", "float32"),
-                                 param_dtype=config.model.get("param_dtype", "float32"))
+        return hf_decoder_config(config.init_from, **runtime_options(config))
     values = dict(config.model)
     if values.get("vocab_size", 0) == 0:
         values["vocab_size"] = len(tokenizer)
@@ -42,10 +56,7 @@ def check_model(config, tokenizer, mesh: jax.sharding.Mesh) -> DecoderConfig:
 def model_from_config(config, tokenizer, *, head: str = "lm", mesh=None):
     """Loads `config.init_from` (a HF checkpoint) or builds a random model from `config.model`."""
     if config.init_from:
-        model = load_pretrained(config.init_from, head=head,
-                                dtype=config.model.get("dtype", "float32"),
-                                param_dtype=config.model.get("param_dtype", "float32"),
-                                mesh=mesh, seed=config.seed)
+        model = load_run_model(config, config.init_from, head=head, mesh=mesh, seed=config.seed)
     else:
         model = build_model(decoder_config(config, tokenizer), head=head, seed=config.seed)
     check_tokenizer_matches(tokenizer, model.config)

@@ -168,8 +168,8 @@ def hf_decoder_config(path: str, **overrides) -> DecoderConfig:
 
 
 def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32",
-                    param_dtype: str = "float32", mesh: jax.sharding.Mesh | None = None,
-                    rules=None, seed: int = 0):
+                    param_dtype: str = "float32", remat: bool = False,
+                    mesh: jax.sharding.Mesh | None = None, rules=None, seed: int = 0):
     """Loads a HF checkpoint directory into a `CausalLM` or `ScalarHeadModel`.
 
     Args:
@@ -178,6 +178,7 @@ def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32
         head="scalar" initialises a fresh scalar head on its backbone (PRM from policy) and ignores
         `lm_head.weight`; the reverse is an error.
       dtype / param_dtype: compute and storage dtypes.
+      remat: recompute each block's activations in the backward pass (`DecoderConfig.remat`).
       mesh: if given, every parameter is placed on it per `prm_jax.sharding` rules as it is read.
     Raises:
       CheckpointError naming the offending tensor for missing, unexpected or mis-shaped tensors.
@@ -189,7 +190,7 @@ def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32
     head = head or ckpt_head
     if ckpt_head == "scalar" and head == "lm":
         raise CheckpointError(f"{path} holds a scalar-head model; it has no LM head to load")
-    config = hf_decoder_config(path, dtype=dtype, param_dtype=param_dtype)
+    config = hf_decoder_config(path, dtype=dtype, param_dtype=param_dtype, remat=remat)
     model = nnx.eval_shape(lambda: build_model(config, head=head, seed=seed))
     expected = tensor_specs(config, head)
     rules = rules or sharding_lib.LOGICAL_RULES

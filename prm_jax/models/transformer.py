@@ -185,6 +185,14 @@ class Block(nnx.Module):
         return x_BxTxD, new_kv
 
 
+def _run_block(block, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv, write_at):
+    return block(x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv, write_at)
+
+
+# The same call, its activations recomputed in the backward pass (`DecoderConfig.remat`).
+_run_block_remat = nnx.remat(_run_block)
+
+
 def positions_from_mask(mask_BxT: jax.Array, offset_B: jax.Array | None = None) -> jax.Array:
     """RoPE positions: the count of real tokens before each token (pads get the next position)."""
     positions = jnp.cumsum(mask_BxT.astype(jnp.int32), axis=1) - mask_BxT.astype(jnp.int32)
@@ -236,9 +244,11 @@ class Decoder(nnx.Module):
             mask_BxTxS = causal_TxS[None] & valid_BxS[:, None, :]
         x_BxTxD = jnp.take(self.embed[...], tokens_BxT, axis=0).astype(cfg.compute_dtype)
         new_keys, new_values = [], []
+        run_block = _run_block_remat if (cfg.remat and cache is None) else _run_block
         for i, layer in enumerate(self.layers):
             kv = (cache.keys[i], cache.values[i]) if cache is not None else None
-            x_BxTxD, new_kv = layer(x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv, write_at)
+            x_BxTxD, new_kv = run_block(layer, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv,
+                                        write_at)
             if new_kv is not None:
                 new_keys.append(new_kv[0])
                 new_values.append(new_kv[1])

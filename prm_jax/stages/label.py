@@ -26,7 +26,7 @@ from prm_jax import plots
 from prm_jax.compile_stats import CompileStats
 from prm_jax.data.problem import Problem
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
-from prm_jax.models import load_pretrained
+from prm_jax.models.factory import load_run_model
 from prm_jax.prm import ground_truth
 from prm_jax.prm import label as label_lib
 from prm_jax.prm import label_accuracy
@@ -108,7 +108,7 @@ def _label(ctx: StageContext) -> dict:
     config = ctx.config
     wd = ctx.workdir
     c = config.label
-    policy = load_pretrained(common.labelling_policy_path(config, wd))
+    policy = load_run_model(config, common.labelling_policy_path(config, wd))
     rollout = common.rollout_policy(ctx, policy, c.temperature)
     items = _responses(wd)
     results = {}

@@ -22,7 +22,7 @@ import os
 from absl import logging
 
 from prm_jax.data.problem import Problem
-from prm_jax.models import load_pretrained
+from prm_jax.models.factory import load_run_model
 from prm_jax.models.sharded import ShardedModel
 from prm_jax.prm import ground_truth
 from prm_jax.prm import metrics as metrics_lib
@@ -52,7 +52,7 @@ def run_probe(prm: ShardedModel, tok, problems, seed: int) -> dict:
 
 def sample_responses(ctx: StageContext, problems) -> list[tuple[Problem, str]]:
     config = ctx.config
-    policy = load_pretrained(ctx.workdir.policy)
+    policy = load_run_model(config, ctx.workdir.policy)
     out = Sampler(policy, ctx.tokenizer, mesh=ctx.mesh).generate(
         [p.prompt for p in problems],
         SamplingConfig(temperature=config.sample.temperature, n=config.prm.eval_n,
@@ -97,7 +97,7 @@ def _draw(ctx: StageContext, scored) -> None:
     note = "truth: ground truth"
     policy_dir = common.labelling_policy_path(config, wd)
     if os.path.isdir(policy_dir):
-        rollout = common.rollout_policy(ctx, load_pretrained(policy_dir), config.label.temperature)
+        rollout = common.rollout_policy(ctx, load_run_model(config, policy_dir), config.label.temperature)
         with SandboxPool() as pool:
             row = label_lib.label_batch(
                 [label_lib.Response(p, response, passed=False)], rollout, SandboxVerifier(pool),
@@ -115,7 +115,7 @@ def _draw(ctx: StageContext, scored) -> None:
 
 def run(ctx: StageContext) -> dict:
     config = ctx.config
-    prm = ShardedModel(load_pretrained(ctx.workdir.prm), ctx.mesh)
+    prm = ShardedModel(load_run_model(config, ctx.workdir.prm), ctx.mesh)
     problems = probe_problems(config)
     result = {"probe": run_probe(prm, ctx.tokenizer, problems, config.seed)}
     result["responses"], scored = run_responses(ctx, prm, problems)

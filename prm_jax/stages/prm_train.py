@@ -15,7 +15,8 @@ import functools
 
 import numpy as np
 
-from prm_jax.models import load_pretrained, save_pretrained
+from prm_jax.models import save_pretrained
+from prm_jax.models.factory import load_run_model
 from prm_jax.prm import label as label_lib
 from prm_jax.prm.dense_targets import dense_prm_examples
 from prm_jax.prm.pairs import pair_examples
@@ -66,7 +67,7 @@ def run(ctx: StageContext) -> dict:
     examples, skipped = make(train_rows, tok, config.sft.seq_len)
     print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
     mesh = ctx.mesh
-    model = load_pretrained(wd.policy, head="scalar", seed=config.seed)
+    model = load_run_model(config, wd.policy, head="scalar", seed=config.seed)
     loss = config.prm.loss
     if loss == "prm_mse_pair":
         loss = functools.partial(losses.prm_mse_pair_loss, pair_weight=config.prm.pair_weight)

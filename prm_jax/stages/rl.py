@@ -26,7 +26,8 @@ from prm_jax import plots
 from prm_jax.data.loader import problem_loader
 from prm_jax.data.tfds_builder import problem_to_record
 from prm_jax.jsonio import write_json_atomic
-from prm_jax.models import load_pretrained, save_pretrained
+from prm_jax.models import save_pretrained
+from prm_jax.models.factory import load_run_model
 from prm_jax.progress import progress_bar
 from prm_jax.prm.rollouts import SandboxVerifier
 from prm_jax.rl.critic_init import fit_affine, init_critic
@@ -64,9 +65,9 @@ def reward_config(c: RLConfig) -> RewardConfig:
 
 def _build_learner(ctx: StageContext, c: RLConfig) -> PPOLearner:
     wd = ctx.workdir
-    policy = load_pretrained(wd.policy)
-    reference = load_pretrained(wd.policy)
-    prm = load_pretrained(wd.prm) if c.uses_prm else None
+    policy = load_run_model(ctx.config, wd.policy)
+    reference = load_run_model(ctx.config, wd.policy)
+    prm = load_run_model(ctx.config, wd.prm) if c.uses_prm else None
     critic = None
     if c.uses_critic:
         critic = init_critic("prm" if c.critic_init == "prm_fit" else c.critic_init, prm=prm, policy=policy, affine=tuple(c.critic_affine),

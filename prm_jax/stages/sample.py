@@ -12,7 +12,7 @@ import os
 
 from prm_jax.data.problem import Problem
 from prm_jax.jsonio import read_jsonl, write_jsonl_atomic
-from prm_jax.models import load_pretrained
+from prm_jax.models.factory import load_run_model
 from prm_jax.prm.rollouts import SandboxVerifier
 from prm_jax.stages.context import StageContext
 from prm_jax.sampling import Sampler, SamplingConfig
@@ -48,7 +48,7 @@ def _draw(ctx: StageContext) -> list[dict]:
     for index, (name, n) in enumerate(sources):
         if n <= 0:
             continue
-        policy = load_pretrained(wd.path(name))
+        policy = load_run_model(ctx.config, wd.path(name))
         out = Sampler(policy, tok, mesh=mesh).generate(
             [p.prompt for p in problems],
             SamplingConfig(temperature=config.sample.temperature, n=n,

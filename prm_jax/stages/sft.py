@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import functools
 
-from prm_jax.models import load_pretrained, save_pretrained
-from prm_jax.models.factory import model_from_config
+from prm_jax.models import save_pretrained
+from prm_jax.models.factory import load_run_model, model_from_config
 from prm_jax.stages.context import StageContext
 from prm_jax.stages import common
 from prm_jax.train.examples import sft_examples
@@ -25,7 +25,7 @@ def run(ctx: StageContext) -> dict:
     mesh = ctx.mesh
     test = common.problems(config, "test", config.data.num_test)
     if is_done(wd.policy):
-        model = load_pretrained(wd.policy)
+        model = load_run_model(config, wd.policy)
         result = dict(common.load_train_result(wd.run_dir("sft")), resumed=True)
     else:
         train_problems = common.problems(config, "train", config.data.num_train)

@@ -13,8 +13,9 @@ batch, so the nucleus threshold is found in two exact ways instead:
   ends among them and its threshold is read off their cumulative mass;
 * otherwise (flat distributions) a bisection over the float32 bit patterns for the smallest logit
   value x with mass(logits > x) < p — which is the threshold: 32 masked sums over the vocabulary,
-  no sort. With top-k on, the nucleus threshold is only needed among the k candidates (the
-  top-k threshold dominates otherwise), so the bisection never runs.
+  no sort. When at most `FALLBACK_ROWS` rows of the batch need it, only those rows are bisected.
+  With top-k on, the nucleus threshold is only needed among the k candidates (the top-k
+  threshold dominates otherwise), so the bisection never runs.
 
 `sample` draws by inverse CDF over vocabulary blocks (one uniform u per row: the block whose
 cumulative mass first exceeds u·Z, then the token inside it), instead of Gumbel-max, which needs
@@ -27,7 +28,9 @@ import jax
 import jax.numpy as jnp
 from jax import lax
 
-NUCLEUS_CANDIDATES = 64
+NUCLEUS_CANDIDATES = 16
+# Rows bisected on their own when only a few rows of a batch have a nucleus beyond the candidates.
+FALLBACK_ROWS = 4
 # Vocabulary block of the inverse-CDF sampler.
 SAMPLE_BLOCK = 512
 
@@ -78,11 +81,28 @@ def _thresholds(logits_BxV, top_k: int, top_p, use_top_p: bool) -> jax.Array:
     if not top_k and n_candidates < vocab:
         # The nucleus ends among the candidates iff their mass reaches top_p.
         inside_B = mass_before[:, -1] + probs_BxC[:, -1] >= top_p
-        nucleus_B = lax.cond(
-            jnp.all(inside_B), lambda: nucleus_B,
-            lambda: jnp.where(inside_B, nucleus_B, _bisect_nucleus_threshold(
-                logits_BxV, jnp.exp(logits_BxV - log_z_B1), top_p)))
+        nucleus_B = _bisect_rows_outside(logits_BxV, log_z_B1, top_p, nucleus_B, inside_B)
     return jnp.maximum(threshold_B, nucleus_B)
+
+
+def _bisect_rows_outside(logits_BxV, log_z_B1, top_p, nucleus_B, inside_B) -> jax.Array:
+    """`nucleus_B` with the rows not `inside_B` replaced by their bisected threshold: nothing when
+    every row is inside, only those rows when they are at most FALLBACK_ROWS, else every row."""
+    rows = min(FALLBACK_ROWS, logits_BxV.shape[0])
+    outside = jnp.sum(~inside_B)
+
+    def few():
+        _, index_R = lax.top_k((~inside_B).astype(jnp.float32), rows)
+        sub_RxV, sub_log_z = logits_BxV[index_R], log_z_B1[index_R]
+        bisected = _bisect_nucleus_threshold(sub_RxV, jnp.exp(sub_RxV - sub_log_z), top_p)
+        return nucleus_B.at[index_R].set(jnp.where(inside_B[index_R], nucleus_B[index_R], bisected))
+
+    def every():
+        bisected = _bisect_nucleus_threshold(logits_BxV, jnp.exp(logits_BxV - log_z_B1), top_p)
+        return jnp.where(inside_B, nucleus_B, bisected)
+
+    return lax.cond(outside == 0, lambda: nucleus_B,
+                    lambda: lax.cond(outside <= rows, few, every))
 
 
 def warp_logits(logits_BxV: jax.Array, temperature, top_k: int, top_p, use_top_p: bool) -> jax.Array:

@@ -39,6 +39,20 @@ def test_sort_free_nucleus_filter_equals_the_sorted_one(vocab, top_k):
                 np.testing.assert_allclose(got[expected], row[expected] / temperature, rtol=1e-6)
 
 
+@pytest.mark.parametrize("flat_rows", [1, 3, 6])
+def test_only_the_flat_rows_of_a_batch_are_bisected_and_all_rows_are_exact(flat_rows):
+    """A batch of peaked rows (nucleus among the candidates) with a few flat ones: fewer than
+    FALLBACK_ROWS flat rows take the per-row path, more take the whole-batch path."""
+    rng = np.random.default_rng(flat_rows)
+    rows = [rng.normal(size=2000) * 8 for _ in range(10)]
+    for i in rng.choice(10, flat_rows, replace=False):
+        rows[i] = rng.normal(size=2000) * 0.05
+    logits = np.asarray(rows, np.float32)
+    warped = np.asarray(warp_logits(logits, 1.0, 0, 0.9, True))
+    for row, got in zip(logits, warped):
+        np.testing.assert_array_equal(np.isfinite(got), _nucleus_oracle(row, 1.0, 0, 0.9))
+
+
 def _draws(logits, n, block, seed=0):
     keys = jax.random.split(jax.random.key(seed), n)
     return np.asarray(jax.jit(lambda k, x: sample(k, x, block))(keys, np.repeat(logits[None], n, 0)))

@@ -72,7 +72,7 @@ def _prompts(model, batch, prompt_len):
 
 
 def bench_ours(model, tokenizer, batch, prompt_len, new_tokens, chunk, top_p=1.0):
-    """(tokens/s, XLA programs compiled for this shape) of the Sampler."""
+    """(tokens/s, XLA programs compiled for this shape, their compile seconds) of the Sampler."""
     sampler = Sampler(model, tokenizer, chunk=chunk, batch_multiple=1)
     prompts = _prompts(model, batch, prompt_len)
     config = SamplingConfig(temperature=1.0, top_p=top_p, max_new_tokens=new_tokens, eos_ids=())
@@ -82,7 +82,7 @@ def bench_ours(model, tokenizer, batch, prompt_len, new_tokens, chunk, top_p=1.0
     out = sampler.generate(prompts, config, seed=1, detokenize=False)
     seconds = time.perf_counter() - start
     assert all(len(t) == new_tokens for t in out.token_ids)
-    return batch * new_tokens / seconds, compiles.compiles
+    return batch * new_tokens / seconds, compiles.compiles, compiles.seconds
 
 
 def sampled_entropy(model, tokenizer, prompt_len) -> float:
@@ -183,14 +183,14 @@ def main():
           f"prompt {args.prompt_len}, new {args.new_tokens}, chunk {args.chunk}, logit scale "
           f"{args.logit_scale:g} (entropy {sampled_entropy(model, tokenizer, args.prompt_len):.2f} "
           f"nats/token)")
-    print(f"{'batch':>6s} {'prm_jax tok/s':>14s} {'top-p .95':>10s} {'compiles':>9s} "
+    print(f"{'batch':>6s} {'prm_jax tok/s':>14s} {'top-p .95':>10s} {'compiles (s)':>13s} "
           f"{'plain loop':>11s} {'vs plain':>9s} {'roofline tok/s':>15s} {'fraction':>9s} "
           f"{'HF tok/s':>10s} {'vs HF':>7s}")
     shape = dict(PRESETS[args.shape], **overrides)
     for batch in [int(b) for b in args.batch.split(",")]:
-        ours, compiles = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens,
-                                    args.chunk)
-        nucleus, _ = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens,
+        ours, compiles, compile_s = bench_ours(model, tokenizer, batch, args.prompt_len,
+                                               args.new_tokens, args.chunk)
+        nucleus, _, _ = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens,
                                 args.chunk, top_p=0.95)
         plain = bench_plain_loop(model, batch, args.prompt_len, args.new_tokens)
         roof = roofline_tokens_per_s(config, n_params, batch, args.prompt_len, args.new_tokens,
@@ -198,7 +198,7 @@ def main():
         hf = None if args.no_hf else bench_hf(shape, batch, args.prompt_len, args.new_tokens,
                                               args.dtype)
         hf_text = f"{hf:10.1f} {ours / hf:6.1f}x" if hf else f"{'-':>10s} {'-':>7s}"
-        print(f"{batch:6d} {ours:14.1f} {nucleus:10.1f} {compiles:9d} {plain:11.1f} "
+        print(f"{batch:6d} {ours:14.1f} {nucleus:10.1f} {compiles:5d} ({compile_s:4.1f}) {plain:11.1f} "
               f"{ours / plain:8.2f}x {roof:15.1f} {ours / roof:9.3f} {hf_text}", flush=True)
 
 

@@ -12,6 +12,7 @@ shape seen before) cost nothing and are not counted.
 
 from __future__ import annotations
 
+import collections
 import threading
 
 import jax.monitoring
@@ -27,13 +28,17 @@ class CompileStats:
     def __init__(self):
         self.compiles = 0
         self.seconds = 0.0
+        # Backend compilations per jitted function ("jit(name)").
+        self.by_function: collections.Counter = collections.Counter()
         self._lock = threading.Lock()
 
-    def _listen(self, event: str, duration: float, **_) -> None:
+    def _listen(self, event: str, duration: float, **kwargs) -> None:
         if event in _COMPILE_EVENTS:
             with self._lock:
                 self.seconds += duration
-                self.compiles += event == BACKEND_COMPILE
+                if event == BACKEND_COMPILE:
+                    self.compiles += 1
+                    self.by_function[kwargs.get("fun_name", "?")] += 1
 
     def __enter__(self) -> "CompileStats":
         jax.monitoring.register_event_duration_secs_listener(self._listen)

@@ -1,5 +1,5 @@
 """Temperature, top-k and nucleus (top-p) filtering of next-token logits without a full sort, and
-exact sampling from the result with one uniform number per row.
+sampling from the result with two uniform numbers per row.
 
 `warp_logits(logits, T, k, p)` returns `logits / T` with every filtered entry set to −inf:
 * top-k keeps the k largest;
@@ -17,9 +17,9 @@ batch, so the nucleus threshold is found in two exact ways instead:
   With top-k on, the nucleus threshold is only needed among the k candidates (the top-k
   threshold dominates otherwise), so the bisection never runs.
 
-`sample` draws by inverse CDF over vocabulary blocks (one uniform u per row: the block whose
-cumulative mass first exceeds u·Z, then the token inside it), instead of Gumbel-max, which needs
-a random number per vocabulary entry — 25× the cost at Qwen's vocabulary on a CPU.
+`sample` draws by inverse CDF over vocabulary blocks (two uniforms per row: one picks the block
+by cumulative mass, the other the token inside it), instead of Gumbel-max, which needs a random
+number per vocabulary entry — 25× the cost at Qwen's vocabulary on a CPU.
 """
 
 from __future__ import annotations
@@ -129,22 +129,26 @@ def _last_true(mask_BxN: jax.Array) -> jax.Array:
 
 
 def sample(keys_B: jax.Array, logits_BxV: jax.Array, block: int = SAMPLE_BLOCK) -> jax.Array:
-    """One token per row from softmax(logits) (entries of −inf are never drawn), by inverse CDF:
-    u ~ U[0, Z) with Z = Σ exp(logit − max); the block b whose cumulative mass first exceeds u,
-    then the first token of b (with positive mass) whose cumulative mass exceeds u. Float
-    rounding of the sums can only move u across a boundary between tokens of positive mass."""
+    """One token per row from softmax(logits) (entries of −inf are never drawn), by inverse CDF
+    with two uniforms: u₁·Z (Z = Σ exp(logit − max)) picks the block b whose cumulative mass first
+    exceeds it, u₂·Z_b (Z_b the mass of b) the token of b whose cumulative mass first exceeds
+    that. Each stage resolves float32 uniforms (2⁻²³ of its own total), so a token's probability
+    is exact down to ~2⁻²³ of its block's mass rather than of the whole vocabulary's; float
+    rounding of the sums can only move a draw between tokens of positive mass."""
     b, vocab = logits_BxV.shape
     pad = (-vocab) % block
     probs = jnp.exp(logits_BxV - jnp.max(logits_BxV, axis=-1, keepdims=True))
     probs_BxNxK = jnp.pad(probs, ((0, 0), (0, pad))).reshape(b, -1, block)
     block_mass_BxN = probs_BxNxK.sum(-1)
     cumulative_BxN = jnp.cumsum(block_mass_BxN, axis=-1)
-    u_B1 = jax.vmap(jax.random.uniform)(keys_B)[:, None] * cumulative_BxN[:, -1:]
+    u_Bx2 = jax.vmap(lambda k: jax.random.uniform(k, (2,)))(keys_B)
     positive_BxN = block_mass_BxN > 0
-    chosen_B = _first_true((cumulative_BxN > u_B1) & positive_BxN, _last_true(positive_BxN))
+    chosen_B = _first_true((cumulative_BxN > u_Bx2[:, :1] * cumulative_BxN[:, -1:]) & positive_BxN,
+                           _last_true(positive_BxN))
     inner_BxK = jnp.take_along_axis(probs_BxNxK, chosen_B[:, None, None], axis=1)[:, 0]
-    before_B1 = jnp.take_along_axis(cumulative_BxN - block_mass_BxN, chosen_B[:, None], axis=-1)
+    inner_cumulative = jnp.cumsum(inner_BxK, -1)
     inner_positive = inner_BxK > 0
-    token_in_block = _first_true((before_B1 + jnp.cumsum(inner_BxK, -1) > u_B1) & inner_positive,
-                                 _last_true(inner_positive))
+    token_in_block = _first_true(
+        (inner_cumulative > u_Bx2[:, 1:] * inner_cumulative[:, -1:]) & inner_positive,
+        _last_true(inner_positive))
     return chosen_B * block + token_in_block

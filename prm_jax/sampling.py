@@ -47,6 +47,8 @@ from prm_jax.models.kv_cache import KVCache
 from prm_jax.models.sharded import ShardedModel
 
 STOP_EOS, STOP_STRING, STOP_LENGTH = "eos", "stop_string", "length"
+# Steps of the innermost fixed-length decode loop; a chunk stops early after any such run.
+INNER_STEPS = 8
 _DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
 
 
@@ -160,12 +162,6 @@ def _choose(logits_BxV: jax.Array, state: _State, settings: dict, eos_ids: jax.A
         done_B=state.done_B | is_eos | at_length, eos_B=state.eos_B | is_eos)
 
 
-def _next_logits(model, hidden_BxD) -> jax.Array:
-    """float32 logits of the last position only (`[B, V]`; never `[B, T, V]`)."""
-    return jnp.einsum("bd,dv->bv", hidden_BxD, model.unembedding_DxV().astype(hidden_BxD.dtype),
-                      preferred_element_type=jnp.float32)
-
-
 def _constrain_rows(tree, mesh):
     """Every array with a leading row axis split over (data, fsdp); scalars replicated."""
     if mesh is None:
@@ -194,7 +190,7 @@ def _start(graphdef, params, tokens_PxL, mask_PxL, base_key, n_prompts, settings
         row_prompt, jnp.arange(prompts * n) % n)
     cache = _constrain_rows(KVCache.init(model.config, prompts, cache_len, cache_dtype), mesh)
     hidden_PxLxD, cache = model.backbone(tokens_PxL, mask_BxT=mask_PxL, cache=cache)
-    logits = _next_logits(model, hidden_PxLxD[:, -1])
+    logits = model.logits_from_hidden(hidden_PxLxD[:, -1])
     if n > 1:
         cache = cache.map_rows(lambda x: jnp.repeat(x, n, axis=0))
         logits = jnp.repeat(logits, n, axis=0)
@@ -211,30 +207,48 @@ def _start(graphdef, params, tokens_PxL, mask_PxL, base_key, n_prompts, settings
                    greedy=greedy)
 
 
-@functools.partial(jax.jit, static_argnames=("graphdef", "chunk", "top_k", "use_top_p", "greedy"),
+@functools.partial(jax.jit, static_argnames=("graphdef", "chunk", "inner", "mesh", "top_k",
+                                             "use_top_p", "greedy"),
                    donate_argnames=("state",))
 def _decode_chunk(graphdef, params, state: _State, settings: dict, eos_ids, *, chunk: int,
-                  top_k: int, use_top_p: bool, greedy: bool) -> _State:
-    """Exactly `chunk` decode steps (a loop with a known trip count; finished rows are masked).
-
-    Each step feeds the last sampled token through the model and samples the next one from
-    the LM head's output in the same iteration: no logits are carried between steps.
-    """
+                  inner: int, mesh, top_k: int, use_top_p: bool, greedy: bool) -> _State:
+    """Up to `chunk` decode steps: `chunk / inner` runs of exactly `inner` steps (loops with a
+    known trip count; finished rows are masked), stopping after the run in which every row
+    finished. Each step feeds the last sampled token through the model and samples the next
+    from the LM head's output in the same iteration: no logits are carried between steps.
+    The state keeps `_start`'s row sharding, so every chunk runs one compiled program."""
     model = nnx.merge(graphdef, params)
 
     def step(_, s: _State) -> _State:
         live_B = ~s.done_B
         hidden_Bx1xD, cache = model.backbone(s.token_B[:, None], mask_BxT=live_B[:, None],
                                              cache=s.cache)
-        return _choose(_next_logits(model, hidden_Bx1xD[:, 0]), s.replace(cache=cache), settings,
-                       eos_ids, top_k=top_k, use_top_p=use_top_p, greedy=greedy)
+        return _choose(model.logits_from_hidden(hidden_Bx1xD[:, 0]), s.replace(cache=cache),
+                       settings, eos_ids, top_k=top_k, use_top_p=use_top_p, greedy=greedy)
 
-    return jax.lax.fori_loop(0, chunk, step, state)
+    end = state.step + chunk
+
+    def run(s: _State) -> _State:
+        return _constrain_rows(jax.lax.fori_loop(0, inner, step, s), mesh)
+
+    def more(s: _State):
+        return (s.step < end) & ~jnp.all(s.done_B)
+
+    return _constrain_rows(jax.lax.while_loop(more, run, _constrain_rows(state, mesh)), mesh)
 
 
-@functools.partial(jax.jit, static_argnames=("max_len",))
-def _grow_cache(cache: KVCache, *, max_len: int) -> KVCache:
-    return cache.grow(max_len)
+@functools.partial(jax.jit, static_argnames=("max_len", "mesh"))
+def _grow_cache(cache: KVCache, *, max_len: int, mesh) -> KVCache:
+    return _constrain_rows(cache.grow(max_len), mesh)
+
+
+def seed_key(seed: int) -> jax.Array:
+    """The PRNG key of a seed in [0, 2⁶⁴): its low 32 bits make the key, its high 32 bits are
+    folded in, so seeds that differ only above bit 32 give different samples."""
+    if not (isinstance(seed, (int, np.integer)) and 0 <= int(seed) < 1 << 64):
+        raise SamplingError(f"seed must be an integer in [0, 2**64), got {seed!r}")
+    seed = int(seed)
+    return jax.random.fold_in(jax.random.key(seed & 0xFFFFFFFF), seed >> 32)
 
 
 def _bucket(value: int, buckets: Sequence[int]) -> int:
@@ -266,6 +280,11 @@ class Sampler:
         if len(tokenizer) > model.config.vocab_size:
             raise SamplingError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size "
                                 f"is {model.config.vocab_size}")
+        for name, value in (("chunk", chunk), ("batch_multiple", batch_multiple)):
+            if not (isinstance(value, int) and value > 0):
+                raise SamplingError(f"{name} must be a positive integer, got {value!r}")
+        if not prompt_buckets or any(not (isinstance(b, int) and b > 0) for b in prompt_buckets):
+            raise SamplingError(f"prompt_buckets must be positive integers, got {prompt_buckets!r}")
         self.model, self.tokenizer, self.mesh = model, tokenizer, mesh
         self.config = model.config
         self.prompt_buckets = tuple(sorted(prompt_buckets))
@@ -360,7 +379,10 @@ class Sampler:
         rows = b_prompts * n
         row_prompt = np.repeat(np.arange(b_prompts), n)
         row_sample = np.tile(np.arange(n), b_prompts)
-        chunk = self.chunk
+        # A chunk no longer than the generation needs (a power of two), a multiple of `inner`.
+        chunk = min(self.chunk, 1 << max(0, (max_new - 2).bit_length()))
+        inner = min(INNER_STEPS, chunk)
+        chunk = inner * -(-chunk // inner)
         # Token 0 comes from the prefill; decode chunks add `chunk` tokens each.
         width = 1 + chunk * -(-(max_new - 1) // chunk)
         full_len = p_len + width - 1
@@ -369,7 +391,7 @@ class Sampler:
         static = dict(top_k=config.top_k, use_top_p=config.top_p < 1.0,
                       greedy=config.temperature == 0)
         state = _start(self.graphdef, self.params, self._place(tokens), self._place(mask),
-                       jax.random.key(seed), np.int32(n_prompts), settings, eos_arr,
+                       seed_key(seed), np.int32(n_prompts), settings, eos_arr,
                        n=n, cache_len=self._cache_len(p_len + chunk, full_len), width=width,
                        cache_dtype=self.cache_dtype, mesh=self.mesh, **static)
         stopped_by_string = np.zeros(rows, bool)
@@ -379,9 +401,9 @@ class Sampler:
             needed = p_len + step - 1 + chunk
             if needed > state.cache.max_len:
                 state = state.replace(cache=_grow_cache(
-                    state.cache, max_len=self._cache_len(needed, full_len)))
+                    state.cache, max_len=self._cache_len(needed, full_len), mesh=self.mesh))
             state = _decode_chunk(self.graphdef, self.params, state, settings, eos_arr,
-                                  chunk=chunk, **static)
+                                  chunk=chunk, inner=inner, mesh=self.mesh, **static)
             step = int(state.step)
             done = to_host(state.done_B)
             if config.stop_strings:
@@ -402,7 +424,8 @@ class Sampler:
         """Cache slots for `needed` tokens: the next bucket, at most what the whole generation
         writes. Attention reads every slot, so a cache grown by buckets keeps each decode step's
         attention within a bucket of the written length."""
-        return min(_bucket(needed, self.prompt_buckets), full_len)
+        bucket = _bucket(needed, self.prompt_buckets)
+        return full_len if bucket == needed and needed > self.prompt_buckets[-1] else min(bucket, full_len)
 
     def _stop_string_rows(self, state, done, already, stop_strings) -> np.ndarray:
         """Rows still running whose text so far contains a stop string."""

@@ -9,8 +9,8 @@ for attention heads (`REPLICATED_IF_INDIVISIBLE`): when `tensor` exceeds (or doe
 the number of KV heads, the key/value projections are replicated over `tensor` — every tensor
 shard computes the few KV heads its query heads need, as MaxText and vLLM replicate KV heads —
 and query heads that do not divide `tensor` (14 heads of Qwen2.5-0.5B over 8) are replicated the
-same way, so the attention runs data-parallel over `tensor` while the MLP and the vocabulary
-stay split. Qwen2.5-0.5B (2 KV heads) can so use tensor=8.
+same way, so the attention is computed redundantly on every `tensor` shard while the MLP and
+the vocabulary stay split. Qwen2.5-0.5B (2 KV heads) can so use tensor=8.
 """
 
 from __future__ import annotations

@@ -135,9 +135,14 @@ def test_continuation_from_prefix_equals_concatenated_prompt(tiny, tokenizer):
 def test_any_64_bit_seed(tiny, tokenizer):
     sampler = Sampler(tiny, tokenizer)
     config = SamplingConfig(temperature=1.0, max_new_tokens=6, eos_ids=())
-    big = sampler.generate(_prompts(4), config, seed=100003300009).token_ids
-    assert big == sampler.generate(_prompts(4), config, seed=100003300009).token_ids
-    assert big != sampler.generate(_prompts(4), config, seed=0).token_ids
+    draw = lambda seed: sampler.generate(_prompts(4), config, seed=seed).token_ids
+    big = draw(100003300009)
+    assert big == draw(100003300009)
+    assert big != draw(100003300009 % 2**32)  # seeds differing above bit 32 differ
+    assert draw(5) != draw(5 + 2**32) and draw(2**64 - 1)
+    for bad in (-1, 2**64, 1.5):
+        with pytest.raises(SamplingError, match="seed must be an integer"):
+            draw(bad)
 
 
 def test_samples_do_not_depend_on_batch_composition(tiny, tokenizer):
@@ -233,6 +238,10 @@ def test_bad_arguments_are_clear_errors(tiny, tokenizer):
         sampler.generate([[5]], prefixes=["a", "b"])
     with pytest.raises(SamplingError, match="LM head"):
         Sampler(build_model(tiny.config, head="scalar"), tokenizer)
+    for kwargs, message in [(dict(chunk=0), "chunk must be"), (dict(batch_multiple=-1), "batch_multiple"),
+                            (dict(prompt_buckets=()), "prompt_buckets")]:
+        with pytest.raises(SamplingError, match=message):
+            Sampler(tiny, tokenizer, **kwargs)
 
 
 def test_update_params_samples_new_weights_without_recompiling(tiny, tokenizer):

@@ -47,8 +47,7 @@ def _compiled_decode_chunks(monkeypatch, sampler, prompts, config):
 
 
 def test_decode_loop_has_a_known_trip_count_and_never_copies_the_cache(model, tokenizer, monkeypatch):
-    chunk = 8
-    sampler = Sampler(model, tokenizer, chunk=chunk)
+    sampler = Sampler(model, tokenizer, chunk=16)
     config = SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=20, eos_ids=())
     texts = _compiled_decode_chunks(monkeypatch, sampler, _prompts(3), config)
     assert texts
@@ -63,10 +62,13 @@ def test_decode_loop_has_a_known_trip_count_and_never_copies_the_cache(model, to
             if match:
                 elements = math.prod(int(d) for d in match.group(1).split(","))
                 assert elements not in cache_elements, f"cache-sized {match.group(2)}: {line[:200]}"
-        outer = [line for line in text.splitlines() if " while(" in line and
+        # Loops carrying the cache: the early-exit loop over runs and the fixed-length run of
+        # INNER_STEPS decode steps inside it.
+        loops = [line for line in text.splitlines() if " while(" in line and
                  any(f"[{b},{cfg.num_kv_heads},{s},{cfg.dim_per_head}]" in line for b, s in shapes)]
-        assert len(outer) == 1
-        assert f'"known_trip_count":{{"n":"{chunk}"}}' in outer[0]
+        fixed = [line for line in loops
+                 if f'"known_trip_count":{{"n":"{sampling.INNER_STEPS}"}}' in line]
+        assert len(loops) == 2 and len(fixed) == 1, loops
 
 
 def test_row_counts_compile_a_bounded_number_of_programs(model, tokenizer):
@@ -95,8 +97,60 @@ def test_a_cache_grown_by_buckets_samples_what_a_full_cache_samples(model, token
     config = SamplingConfig(temperature=temperature, top_p=0.95, max_new_tokens=70, n=2, eos_ids=())
     prompts = _prompts(3, seed=4)
     growing = Sampler(model, tokenizer, chunk=8, prompt_buckets=(16, 32, 64, 128))
-    full = Sampler(model, tokenizer, chunk=8, prompt_buckets=(256,))
-    a, b = growing.generate(prompts, config, seed=2), full.generate(prompts, config, seed=2)
+    # Prompts fit the one 16-token bucket, and prompt + a chunk exceeds it: a full-length cache
+    # from the start.
+    full = Sampler(model, tokenizer, chunk=8, prompt_buckets=(16,))
+    grown = []
+    original = sampling._grow_cache
+    sampling._grow_cache = lambda cache, **kw: grown.append(kw["max_len"]) or original(cache, **kw)
+    try:
+        b = full.generate(prompts, config, seed=2)
+        assert grown == []
+        a = growing.generate(prompts, config, seed=2)
+        assert grown == [64, 88]  # 32 → 64 → the full 16 + 9 chunks × 8 slots
+    finally:
+        sampling._grow_cache = original
     assert a.token_ids == b.token_ids and all(len(t) == 70 for t in a.token_ids)
     for x, y in zip(a.logprobs, b.logprobs):
         np.testing.assert_allclose(x, y, atol=1e-5)
+
+
+def test_a_mesh_keeps_one_decode_program_per_cache_size(model, tokenizer):
+    """Under a (2,2,2) mesh the state keeps _start's row sharding through every chunk: the
+    decode chunk compiles once per cache size, not again for a resharded cache."""
+    from prm_jax import sharding
+
+    mesh = sharding.make_mesh({"data": 2, "fsdp": 2, "tensor": 2})
+    sampler = Sampler(model, tokenizer, chunk=8, mesh=mesh, prompt_buckets=(16, 32, 64))
+    config = SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=30, eos_ids=())
+    with CompileStats() as stats:
+        sampler.generate(_prompts(3), config, seed=1)
+    # Cache sizes 32 (prompt 16 + chunk 8 → bucket 32) and then the full 16 + 4 × 8 slots.
+    assert stats.by_function["jit(_decode_chunk)"] == 2, stats.by_function
+    with CompileStats() as again:
+        sampler.generate(_prompts(5), config, seed=2)
+    assert again.compiles == 0, again.by_function
+
+
+def test_short_generations_stop_early(model, tokenizer, monkeypatch):
+    """max_new_tokens below the chunk gets a shorter chunk, and rows that all end at EOS stop
+    the chunk after the run of INNER_STEPS steps in which they ended."""
+    steps = []
+    original = sampling._decode_chunk
+
+    def spy(*args, **kwargs):
+        state = original(*args, **kwargs)
+        steps.append((kwargs["chunk"], int(state.step)))
+        return state
+    monkeypatch.setattr(sampling, "_decode_chunk", spy)
+    sampler = Sampler(model, tokenizer, chunk=64)
+    sampler.generate(_prompts(2), SamplingConfig(temperature=1.0, max_new_tokens=8, eos_ids=()))
+    assert steps == [(8, 9)]
+    steps.clear()
+    first = sampler.generate([[5, 6, 7]], SamplingConfig(temperature=0.0, max_new_tokens=3,
+                                                         eos_ids=())).token_ids[0]
+    out = sampler.generate([[5, 6, 7]], SamplingConfig(temperature=0.0, max_new_tokens=100,
+                                                       eos_ids=(first[2],)))
+    assert out.token_ids[0][-1] == first[2] and out.stop_reasons == ["eos"]
+    chunk, step = steps[-1]
+    assert chunk == 64 and step <= 1 + sampling.INNER_STEPS

@@ -35,10 +35,14 @@ class CausalLM(nnx.Module):
                  cache: KVCache | None = None):
         hidden_BxTxD, cache = self.backbone(
             tokens_BxT, mask_BxT=mask_BxT, positions_BxT=positions_BxT, cache=cache)
-        logits_BxTxV = jnp.einsum(
-            "btd,dv->btv", hidden_BxTxD, self.unembedding_DxV().astype(self.config.compute_dtype),
-            preferred_element_type=jnp.float32)
-        return logits_BxTxV, cache
+        return self.logits_from_hidden(hidden_BxTxD), cache
+
+    def logits_from_hidden(self, hidden_BxTxD: jax.Array) -> jax.Array:
+        """float32 logits h·U of hidden states `[..., D]` (U the unembedding in compute dtype):
+        the one LM-head projection (the sampler applies it to the last position only)."""
+        return jnp.einsum("...d,dv->...v", hidden_BxTxD,
+                          self.unembedding_DxV().astype(self.config.compute_dtype),
+                          preferred_element_type=jnp.float32)
 
 
 def init_score_head(config: DecoderConfig, key) -> tuple[jax.Array, jax.Array]:

@@ -8,7 +8,7 @@ It builds one global (data, fsdp, tensor) mesh over every process's devices (def
 tensor 2, data the rest), trains a tiny model for a few steps on a fixed batch (each process
 feeding only its own rows), reads the problem loader's shard, scores sequences with a
 scalar-head model (as the PRM does), optionally runs the training loop with checkpoints in a
-shared `--workdir`, and samples greedily. Every process checks that the loader shards of all
+shared `--workdir`, and samples (greedy, and top-p through a growing cache). Every process checks that the loader shards of all
 processes are disjoint and cover the records and that all processes agree on losses,
 parameters, scores and samples; the exit status is 1 if not. The results (JSON; `{process}` in
 --out becomes the process index) are the same, up to float rounding, for any number of
@@ -128,15 +128,21 @@ def loader_shard(batch_size: int = 2) -> list[int]:
 
 
 def greedy_samples(mesh, tokenizer, *, max_new_tokens: int = 8) -> list[list[int]]:
-    """Greedy continuations of the same four prompts on every process."""
+    """Continuations of the same four prompts on every process: greedy (`max_new_tokens`), then
+    2 nucleus samples each (temperature 1, top-p 0.9, 20 tokens) with short chunks and small
+    cache buckets, so the cache grows and the sort-free top-p path runs across processes."""
     from prm_jax.sampling import Sampler, SamplingConfig
 
     rng = np.random.default_rng(1)
     prompts = [rng.integers(2, len(tokenizer), n).tolist() for n in (9, 4, 1, 6)]
-    sampler = Sampler(_tiny_model(tokenizer, seed=3), tokenizer, mesh=mesh)
+    model = _tiny_model(tokenizer, seed=3)
+    sampler = Sampler(model, tokenizer, mesh=mesh)
     out = sampler.generate(prompts, SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens,
                                                    eos_ids=()), seed=0, detokenize=False)
-    return out.token_ids
+    nucleus = Sampler(model, tokenizer, mesh=mesh, chunk=8, prompt_buckets=(16, 32)).generate(
+        prompts, SamplingConfig(temperature=1.0, top_p=0.9, max_new_tokens=20, n=2, eos_ids=()),
+        seed=5, detokenize=False)
+    return out.token_ids + nucleus.token_ids
 
 
 def prm_values(mesh, tokenizer) -> list[list[float]]:
@@ -191,7 +197,7 @@ def consistency_errors(result: dict) -> list[str]:
                          "loop param_checksums": result["loop"]["param_checksums"]})
     sampled = np.asarray(multihost_utils.process_allgather(np.int32(result["samples"] is not None)))
     if sampled.all():
-        compared["samples"] = result["samples"]
+        compared["samples"] = [token for row in result["samples"] for token in row]
     return errors + _disagreements(compared)
 
 

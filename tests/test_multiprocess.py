@@ -139,7 +139,9 @@ def test_greedy_samples_equal_one_process(runs):
     assert "sampling" not in one["failures"], one["failures"]
     assert not any(r["failures"].get("sampling") for r in two), [r["failures"] for r in two]
     assert two[0]["samples"] == two[1]["samples"] == one["samples"]
-    assert len(one["samples"]) == 4 and all(len(s) == 8 for s in one["samples"])
+    greedy, nucleus = one["samples"][:4], one["samples"][4:]
+    assert all(len(s) == 8 for s in greedy)
+    assert len(nucleus) == 8 and all(len(s) == 20 for s in nucleus)
 
 
 def test_initialize_reads_the_environment(monkeypatch):

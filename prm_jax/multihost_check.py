@@ -8,9 +8,9 @@ It builds one global (data, fsdp, tensor) mesh over every process's devices (def
 tensor 2, data the rest), trains a tiny model for a few steps on a fixed batch (each process
 feeding only its own rows), reads the problem loader's shard, scores sequences with a
 scalar-head model (as the PRM does), optionally runs the training loop with checkpoints in a
-shared `--workdir`, and samples (greedy, and top-p through a growing cache). Every process checks that the loader shards of all
-processes are disjoint and cover the records and that all processes agree on losses,
-parameters, scores and samples; the exit status is 1 if not. The results (JSON; `{process}` in
+shared `--workdir`, and samples (greedy, and top-p through a growing cache). Every process
+checks that the loader shards of all processes are disjoint and cover the records and that all
+processes agree on losses, parameters, scores and samples; the exit status is 1 if not. The results (JSON; `{process}` in
 --out becomes the process index) are the same, up to float rounding, for any number of
 processes with the same mesh shape.
 """

@@ -16,6 +16,12 @@ from prm_jax.models.kv_cache import KVCache
 from prm_jax.models.transformer import Decoder, _param
 
 
+def lm_logits(hidden_xD: jax.Array, unembedding_DxV: jax.Array) -> jax.Array:
+    """The one LM-head projection: h·U with float32 accumulation and output, `[..., V]`."""
+    return jnp.einsum("...d,dv->...v", hidden_xD, unembedding_DxV,
+                      preferred_element_type=jnp.float32)
+
+
 class CausalLM(nnx.Module):
     """Decoder + LM head. `__call__` returns float32 logits `[B,T,V]` and the updated cache."""
 
@@ -37,12 +43,14 @@ class CausalLM(nnx.Module):
             tokens_BxT, mask_BxT=mask_BxT, positions_BxT=positions_BxT, cache=cache)
         return self.logits_from_hidden(hidden_BxTxD), cache
 
+    def compute_unembedding_DxV(self) -> jax.Array:
+        """The unembedding in compute dtype: what `lm_logits` multiplies hidden states by."""
+        return self.unembedding_DxV().astype(self.config.compute_dtype)
+
     def logits_from_hidden(self, hidden_BxTxD: jax.Array) -> jax.Array:
-        """float32 logits h·U of hidden states `[..., D]` (U the unembedding in compute dtype):
-        the one LM-head projection (the sampler applies it to the last position only)."""
-        return jnp.einsum("...d,dv->...v", hidden_BxTxD,
-                          self.unembedding_DxV().astype(self.config.compute_dtype),
-                          preferred_element_type=jnp.float32)
+        """float32 logits of hidden states `[..., D]` (the sampler applies it to the last
+        position only)."""
+        return lm_logits(hidden_BxTxD, self.compute_unembedding_DxV())
 
 
 def init_score_head(config: DecoderConfig, key) -> tuple[jax.Array, jax.Array]:

@@ -25,6 +25,8 @@ import math
 import jax
 import jax.numpy as jnp
 
+from prm_jax.models.heads import lm_logits
+
 # Sequence positions per chunk: B·128·V float32 logits live at once (1.2 GB at B=16, V=151,936).
 LOGITS_CHUNK = 128
 
@@ -50,7 +52,7 @@ def chunked_logprobs(hidden_BxTxD, unembed_DxV, targets_BxT, *, temperature: flo
                      chunk: int = LOGITS_CHUNK, with_entropy: bool = False):
     """`full_logprobs(hidden @ unembed, targets)` computed C = `chunk` positions at a time.
 
-    The matmul runs in the inputs' dtype with float32 accumulation (as `CausalLM.__call__`).
+    The matmul is `heads.lm_logits` (inputs' dtype, float32 accumulation), as in `CausalLM`.
     Values and gradients (w.r.t. hidden and unembedding) equal the full-logits path up to float32
     rounding; peak logit memory is ≈ B·C·V floats (module docstring).
     """
@@ -65,7 +67,7 @@ def chunked_logprobs(hidden_BxTxD, unembed_DxV, targets_BxT, *, temperature: flo
 
     @jax.checkpoint
     def one_chunk(unembed, h_BxCxD, y_BxC):
-        logits = jnp.einsum("bcd,dv->bcv", h_BxCxD, unembed, preferred_element_type=jnp.float32)
+        logits = lm_logits(h_BxCxD, unembed)
         out = full_logprobs(logits, y_BxC, temperature=temperature, with_entropy=with_entropy)
         return out if with_entropy else (out,)
 
@@ -91,6 +93,5 @@ def lm_logprobs(model, tokens_BxL, mask_BxL, *, start: int, stop: int,
         logits = model(tokens_BxL, mask_BxT=mask_BxL)[0][:, start:stop]
         return full_logprobs(logits, targets, temperature=temperature, with_entropy=with_entropy)
     hidden, _ = model.backbone(tokens_BxL, mask_BxT=mask_BxL)
-    unembed = model.unembedding_DxV().astype(model.config.compute_dtype)
-    return chunked_logprobs(hidden[:, start:stop], unembed, targets, temperature=temperature,
-                            chunk=chunk, with_entropy=with_entropy)
+    return chunked_logprobs(hidden[:, start:stop], model.compute_unembedding_DxV(), targets,
+                            temperature=temperature, chunk=chunk, with_entropy=with_entropy)

@@ -154,6 +154,23 @@ def bench_hf(shape: dict, batch, prompt_len, new_tokens, dtype):
     return batch * new_tokens / (time.perf_counter() - start)
 
 
+class PhaseTimer:
+    """Calls a benchmark phase and prints its tokens/s and wall time (compiles included) to
+    stderr as soon as it ends."""
+
+    def __init__(self, label: str):
+        self.label = label
+
+    def __call__(self, name, fn, *args, **kwargs):
+        start = time.perf_counter()
+        result = fn(*args, **kwargs)
+        rate = result[0] if isinstance(result, tuple) else result
+        rate_text = f"{rate:.1f} tok/s, " if rate is not None else ""
+        print(f"  [{self.label}: {name} {rate_text}{time.perf_counter() - start:.1f} s]",
+              file=sys.stderr, flush=True)
+        return result
+
+
 def main():
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--shape", default="tiny", choices=sorted(PRESETS))
@@ -188,15 +205,17 @@ def main():
           f"{'HF tok/s':>10s} {'vs HF':>7s}")
     shape = dict(PRESETS[args.shape], **overrides)
     for batch in [int(b) for b in args.batch.split(",")]:
-        ours, compiles, compile_s = bench_ours(model, tokenizer, batch, args.prompt_len,
-                                               args.new_tokens, args.chunk)
-        nucleus, _, _ = bench_ours(model, tokenizer, batch, args.prompt_len, args.new_tokens,
-                                args.chunk, top_p=0.95)
-        plain = bench_plain_loop(model, batch, args.prompt_len, args.new_tokens)
+        phases = PhaseTimer(f"batch {batch}")
+        ours, compiles, compile_s = phases("sampler", bench_ours, model, tokenizer, batch,
+                                           args.prompt_len, args.new_tokens, args.chunk)
+        nucleus, _, _ = phases("top-p", bench_ours, model, tokenizer, batch, args.prompt_len,
+                               args.new_tokens, args.chunk, top_p=0.95)
+        plain = phases("plain loop", bench_plain_loop, model, batch, args.prompt_len,
+                       args.new_tokens)
         roof = roofline_tokens_per_s(config, n_params, batch, args.prompt_len, args.new_tokens,
                                      bandwidth)
-        hf = None if args.no_hf else bench_hf(shape, batch, args.prompt_len, args.new_tokens,
-                                              args.dtype)
+        hf = None if args.no_hf else phases("HF", bench_hf, shape, batch, args.prompt_len,
+                                            args.new_tokens, args.dtype)
         hf_text = f"{hf:10.1f} {ours / hf:6.1f}x" if hf else f"{'-':>10s} {'-':>7s}"
         print(f"{batch:6d} {ours:14.1f} {nucleus:10.1f} {compiles:5d} ({compile_s:4.1f}) {plain:11.1f} "
               f"{ours / plain:8.2f}x {roof:15.1f} {ours / roof:9.3f} {hf_text}", flush=True)

@@ -23,7 +23,8 @@ With `--measure` it also allocates the model (random weights), runs `--steps` re
 `ShardedTrainer` (after one compiling step) on all local devices and prints
 tokens/s = B·T / (seconds per step) and MFU = 6·N·tokens/s / peak FLOP/s, N the parameter count
 (embeddings included) and peak `--peak_tflops`, by default the measured FLOP/s of an n×n
-matmul in the compute dtype (2n³ FLOPs).
+matmul in the compute dtype (2n³ FLOPs); with bf16 on a known accelerator also against the
+datasheet's dense bf16 peak ("MFU sheet", the usual convention).
 """
 
 from __future__ import annotations
@@ -50,6 +51,16 @@ from prm_jax.train.losses import next_token_loss  # noqa: E402
 from prm_jax.train.step import ShardedTrainer, abstract_train_state, lower_train_step  # noqa: E402
 
 GB = 1e9
+# Dense bf16 tensor-core peaks from the datasheets (SXM parts), for the conventional MFU.
+DATASHEET_BF16_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0, "TPU v5p": 459.0,
+                         "TPU v5 lite": 197.0, "TPU v4": 275.0, "TPU v6 lite": 918.0}
+
+
+def datasheet_peak_flops(device_kind: str) -> float | None:
+    for name, tflops in DATASHEET_BF16_TFLOPS.items():
+        if name.lower() in device_kind.lower():
+            return tflops * 1e12
+    return None
 
 
 def compiled_memory(config, tx, batch: int, seq_len: int, chunk: int) -> dict[str, float]:
@@ -67,8 +78,9 @@ def compiled_memory(config, tx, batch: int, seq_len: int, chunk: int) -> dict[st
 
 
 def measured_peak_flops(dtype, n: int) -> float:
-    """FLOP/s of an n×n @ n×n matmul (2n³ FLOPs) in `dtype`, best of 5 after a warm-up."""
-    a = jnp.ones((n, n), dtype)
+    """FLOP/s of an n×n @ n×n matmul (2n³ FLOPs) in `dtype` on random data, best of 5 after a
+    warm-up."""
+    a = jax.random.normal(jax.random.key(0), (n, n), dtype)
     matmul = jax.jit(lambda x: x @ x)
     matmul(a).block_until_ready()
     best = float("inf")
@@ -129,8 +141,12 @@ def main():
         peak = (args.peak_tflops * 1e12 if args.peak_tflops else
                 measured_peak_flops(config.compute_dtype, 1024 if device.platform == "cpu" else 8192))
         print(f"peak {peak / 1e12:.2f} TFLOP/s ({'given' if args.peak_tflops else 'measured matmul'})")
+    sheet = datasheet_peak_flops(device.device_kind) if args.measure and args.dtype == "bfloat16" else None
+    if sheet:
+        print(f"datasheet bf16 peak of {device.device_kind}: {sheet / 1e12:.0f} TFLOP/s")
     print(f"{'chunk':>6s} {'temp GB':>8s} {'argument GB':>12s} {'output GB':>10s} {'alias GB':>9s} "
-          f"{'total GB':>9s} {'compile s':>10s}" + (f" {'tokens/s':>10s} {'MFU':>6s}" if peak else ""))
+          f"{'total GB':>9s} {'compile s':>10s}" + (f" {'tokens/s':>10s} {'MFU':>6s}" if peak else "")
+          + (f" {'MFU sheet':>9s}" if sheet else ""))
     for chunk in [int(c) for c in args.chunks.split(",")]:
         start = time.perf_counter()
         m = compiled_memory(config, tx, args.batch, args.seq_len, chunk)
@@ -139,6 +155,8 @@ def main():
         if peak:
             tps = measured_tokens_per_s(config, tx, args.batch, args.seq_len, chunk, args.steps)
             line += f" {tps:10.1f} {6 * n_params * tps / peak:6.1%}"
+            if sheet:
+                line += f" {6 * n_params * tps / sheet:9.1%}"
         print(line, flush=True)
 
 

@@ -52,16 +52,35 @@ def loop_config(c: TrainSection, seed: int) -> LoopConfig:
                       log_every=10, seed=seed)
 
 
-def pass_at_1_by_horizon(model, tok, problem_list, max_new_tokens: int, mesh_) -> dict:
-    """Greedy pass@1 of `model` on `problem_list`, overall and by horizon."""
+def pass_at_1_by_horizon(model, tok, problem_list, max_new_tokens: int, mesh_, *,
+                         per_problem: bool = False) -> dict:
+    """Greedy pass@1 of `model` on `problem_list`, overall and by horizon; with `per_problem`
+    also "problems": one row per problem {task_id, horizon, passed (0/1, None when the sandbox
+    could not score it), tokens (the response's length in tokens)}, in `problem_list` order —
+    what confidence intervals over problems and paired comparisons between runs need."""
     from prm_jax.sampling import Sampler, SamplingConfig
     from prm_jax.stages.evaluate import sample_and_evaluate
 
-    _, result, _ = sample_and_evaluate(
+    _, result, out = sample_and_evaluate(
         Sampler(model, tok, mesh=mesh_), problem_list,
         SamplingConfig(temperature=0.0, max_new_tokens=max_new_tokens, stop_strings=STOP), [1])
     summary = result["summary"]
-    return {"pass@1": summary["pass@1"], "by_horizon": summary.get("by_horizon", {})}
+    figures = {"pass@1": summary["pass@1"], "by_horizon": summary.get("by_horizon", {})}
+    if per_problem:
+        tokens = {problem_list[p].task_id: len(ids) for p, ids in zip(out.prompt_index, out.token_ids)}
+        rows = {row["task_id"]: row for row in result["problems"]}
+        figures["problems"] = [
+            {"task_id": p.task_id, "horizon": p.meta.get("horizon"),
+             "passed": (int(rows[p.task_id]["correct"] > 0) if rows.get(p.task_id, {}).get("n")
+                        else None),
+             "tokens": tokens.get(p.task_id)}
+            for p in problem_list]
+    return figures
+
+
+def without_problems(figures: dict) -> dict:
+    """`pass_at_1_by_horizon`'s figures without the per-problem rows (for summaries)."""
+    return {k: v for k, v in figures.items() if k != "problems"}
 
 
 def save_train_result(run_dir: str, result: dict) -> None:

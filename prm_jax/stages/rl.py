@@ -12,7 +12,8 @@ held-out greedy pass@1 every `eval_every` iterations. Checkpoints hold policy an
 (parameters, optimizer moments, step), the iteration and the data iterator; sampling seeds are
 a function of (seed, rl.seed, iteration), so a killed run resumes onto the same trajectory.
 Writes workdir/policy_<name> (HF checkpoint), workdir/policy_<name>_it<N> at the
-`snapshots` iterations, and workdir/<name>/result.json.
+`snapshots` iterations, workdir/<name>/result.json, and the held-out evaluations before and
+after with one row per problem (eval_before.json, eval_after.json).
 """
 
 from __future__ import annotations
@@ -82,9 +83,11 @@ def _seed(ctx: StageContext, c: RLConfig) -> int:
     return ctx.config.seed + 1_000_003 * c.seed
 
 
-def _held_out_pass_at_1(ctx: StageContext, learner: PPOLearner, test_problems) -> dict:
+def _held_out_pass_at_1(ctx: StageContext, learner: PPOLearner, test_problems, *,
+                        per_problem: bool = False) -> dict:
     return common.pass_at_1_by_horizon(learner.policy.model(), ctx.tokenizer, test_problems,
-                                       ctx.config.sample.max_new_tokens, ctx.mesh)
+                                       ctx.config.sample.max_new_tokens, ctx.mesh,
+                                       per_problem=per_problem)
 
 
 def run(ctx: StageContext) -> dict:
@@ -132,7 +135,7 @@ def run_section(ctx: StageContext, c: RLConfig) -> dict:
     writer = MetricsWriter(run_dir, c.name, resume_step=start)
     before_path = f"{run_dir}/eval_before.json"
     if start == 0:
-        initial = _held_out_pass_at_1(ctx, learner, test_problems)
+        initial = _held_out_pass_at_1(ctx, learner, test_problems, per_problem=True)
         write_json_atomic(before_path, initial)
         writer.write(0, {"eval/pass@1": initial["pass@1"]})
     else:
@@ -193,13 +196,14 @@ def run_section(ctx: StageContext, c: RLConfig) -> dict:
                 checkpoints.save(it + 1, **items)
     checkpoints.close()
     bar.close()
-    final = _held_out_pass_at_1(ctx, learner, test_problems)
+    final = _held_out_pass_at_1(ctx, learner, test_problems, per_problem=True)
+    write_json_atomic(f"{run_dir}/eval_after.json", final)
     writer.write(c.iterations, {"eval/pass@1": final["pass@1"]})
     writer.close()
-    result = {"test": final, "iterations": c.iterations,
+    result = {"test": common.without_problems(final), "iterations": c.iterations,
               "last_iteration": {k: v for k, v in last.items() if not k.startswith("time/")},
               "seconds": time.perf_counter() - t_start}
-    result["test_before"] = initial
+    result["test_before"] = common.without_problems(initial)
     common.save_train_result(run_dir, result)
     _export(ctx, learner, export)
     plots.compare_curves(plots.rl_run_metrics(wd.root), wd.path("rl_runs.png"))

@@ -1,0 +1,388 @@
+"""The PSGPO experiment grid: RL arms × seeds on one finished pipeline run, with bootstrap
+confidence intervals, paired differences against outcome-only PPO, breakdowns by horizon and
+response length, reward-hacking indicators, cost, plots and a table.
+
+  make run                                                     # the pipeline: SFT policy, PRM
+  python experiments/psgpo_grid.py --workdir runs/default --grid key --out experiments/results/psgpo_key
+  python experiments/psgpo_grid.py --workdir runs/default --grid arms --out experiments/results/psgpo_arms
+
+Every arm × seed is a named RL run in the workdir (`configs/rl_ppo.py:<base arm>,<workdir>` with
+`rl.name=<arm>_s<seed>`, `rl.seed=<seed>` and the arm's overrides): the SFT policy, the PRM and the
+held-out problems are the run's own, so seeds differ only in prompt order, sampling and update
+shuffles, and seed s of every arm sees the same prompts with the same sampling seeds (arms are
+compared paired, seed by seed and problem by problem). Resumable: a run already in the workdir's
+summary.json is reused, so an interrupted grid continues where it stopped.
+
+Grids (`--grid`, or `--arms` and `--seeds` explicitly):
+  key     sparse, psgpo × seeds 0–4 (the key contrast)
+  arms    every arm of configs/rl_ppo.py × seeds 0–2
+  lambda  psgpo with the dense reward's failing-line weight λ_fail ∈ {0.1, 0.25 (default), 0.5}
+          × seeds 0–2
+"sft" (the SFT policy, every run's starting point) is always reported; it has no seeds.
+
+Writes to --out: results.csv (one row per arm × seed: config, seed, pass@1 before/after, by
+horizon, cost, hacking indicators), results.json (everything, with the per-problem outcomes),
+table.md, and the plots pass_at_1_curves.png (held-out pass@1 vs iteration, mean over seeds),
+pass_at_1_by_horizon.png (with 95% intervals), hacking.png (lines per response, comment and
+duplicate-line fractions, response tokens over iterations) and, when the workdir's label stage
+drew it, labelling_cost_vs_accuracy.png. Intervals: two-way (seeds × problems) percentile
+bootstrap (`prm_jax/grid_stats.py`).
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+import time
+
+import numpy as np
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+sys.path.insert(0, ROOT)
+
+from prm_jax import grid_stats  # noqa: E402
+
+RL_ARMS = ("sparse", "dense", "value", "psgpo", "grpo", "grpo_process", "rloo", "rloo_process")
+# Named variants: arm name -> (configs/rl_ppo.py arm, config overrides).
+VARIANTS = {arm: (arm, {}) for arm in RL_ARMS}
+VARIANTS.update({
+    "psgpo_lambda0.1": ("psgpo", {"rl.lambda_fail": 0.1}),
+    "psgpo_lambda0.5": ("psgpo", {"rl.lambda_fail": 0.5}),
+})
+GRIDS = {
+    "key": (["sparse", "psgpo"], [0, 1, 2, 3, 4]),
+    "arms": (list(RL_ARMS), [0, 1, 2]),
+    "lambda": (["psgpo_lambda0.1", "psgpo", "psgpo_lambda0.5"], [0, 1, 2]),
+}
+BASELINE = "sparse"
+HACKING = (("shape/lines", "lines per response"), ("shape/comment_fraction", "comment-line fraction"),
+           ("shape/duplicate_line_fraction", "duplicate-line fraction"),
+           ("rollout/response_tokens", "response tokens"))
+LAST_ITERATIONS = 5  # hacking indicators: mean over this many final iterations
+
+
+def run_name(arm: str, seed: int) -> str:
+    return f"{arm}_s{seed}"
+
+
+def read_summary(workdir: str) -> dict:
+    with open(os.path.join(workdir, "summary.json")) as f:
+        return json.load(f)
+
+
+def ensure_run(workdir: str, arm: str, seed: int, extra: list[str]) -> float | None:
+    """Runs arm × seed unless the workdir already holds it; returns the wall seconds spent, or
+    None if it was already there."""
+    name = run_name(arm, seed)
+    if name in read_summary(workdir):
+        return None
+    base, overrides = VARIANTS[arm]
+    cmd = [sys.executable, "-m", "prm_jax.main", f"--config=configs/rl_ppo.py:{base},{workdir}",
+           f"--workdir={workdir}", f"--config.rl.name={name}", f"--config.rl.seed={seed}",
+           *(f"--config.{k}={v}" for k, v in overrides.items()), *(f"--config.{o}" for o in extra)]
+    print("running", " ".join(cmd[2:]), flush=True)
+    start = time.perf_counter()
+    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
+        raise SystemExit(f"RL run {name} failed (its error is printed above); finished runs are "
+                         "kept, run the same command again to continue")
+    return time.perf_counter() - start
+
+
+def _read_json(path: str) -> dict:
+    if not os.path.exists(path):
+        raise SystemExit(f"{path} is missing: the run predates per-problem evaluation records; "
+                         "remove it from summary.json (or use a fresh workdir) and run the grid again")
+    with open(path) as f:
+        return json.load(f)
+
+
+def _metrics(path: str) -> dict[str, list[tuple[int, float]]]:
+    series: dict[str, list[tuple[int, float]]] = {}
+    with open(path) as f:
+        for line in f:
+            if not line.strip():
+                continue
+            row = json.loads(line)
+            for key, value in row.items():
+                if key == "step" or "/" not in key or value is None:
+                    continue
+                series.setdefault(key.split("/", 1)[1], []).append((row["step"], float(value)))
+    return series
+
+
+def collect_run(workdir: str, arm: str, seed: int) -> dict:
+    """One arm × seed: its figures, per-problem outcomes, curves and hacking indicators."""
+    name = run_name(arm, seed)
+    run_dir = os.path.join(workdir, name)
+    result = read_summary(workdir)[name]
+    after = _read_json(os.path.join(run_dir, "eval_after.json"))
+    before = _read_json(os.path.join(run_dir, "eval_before.json"))
+    series = _metrics(os.path.join(run_dir, "metrics.jsonl"))
+    hacking = {}
+    for key, _ in HACKING:
+        values = [v for _, v in series.get(key, [])][-LAST_ITERATIONS:]
+        hacking[key] = float(np.mean(values)) if values else float("nan")
+    base, overrides = VARIANTS[arm]
+    return {"arm": arm, "base_arm": base, "overrides": overrides, "seed": seed, "run": name,
+            "config": f"configs/rl_ppo.py:{base},<workdir> rl.name={name} rl.seed={seed}"
+                      + "".join(f" {k}={v}" for k, v in overrides.items()),
+            "pass@1": after["pass@1"], "pass@1_before": before["pass@1"],
+            "by_horizon": {h: v["pass_rate"] for h, v in after["by_horizon"].items()},
+            "problems_after": after["problems"], "problems_before": before["problems"],
+            "seconds": result.get("seconds"), "iterations": result.get("iterations"),
+            "curve": series.get("eval/pass@1", []), "hacking": hacking,
+            "hacking_curves": {key: series.get(key, []) for key, _ in HACKING}}
+
+
+def _matrix(runs: list[dict], key: str, columns: np.ndarray) -> np.ndarray:
+    rows = []
+    for r in runs:
+        rows.append([np.nan if p["passed"] is None else p["passed"] for p in r[key]])
+    return np.asarray(rows, dtype=np.float64)[:, columns]
+
+
+def _ci_dict(mean_low_high) -> dict:
+    mean, low, high = mean_low_high
+    return {"mean": mean, "low": low, "high": high}
+
+
+def analyse(runs_by_arm: dict[str, list[dict]], seeds: list[int]) -> dict:
+    """Per arm: pass@1 with its two-way bootstrap interval overall, by horizon and by response
+    length; the paired difference against `BASELINE`; per-seed t-intervals; hacking and cost."""
+    first = next(iter(runs_by_arm.values()))[0]
+    problems = first["problems_before"]
+    ids = [p["task_id"] for p in problems]
+    for runs in runs_by_arm.values():
+        for r in runs:
+            if [p["task_id"] for p in r["problems_after"]] != ids:
+                raise SystemExit(f"{r['run']} was evaluated on other held-out problems than "
+                                 f"{first['run']}: the runs do not come from one pipeline run")
+    horizons = np.asarray([p["horizon"] for p in problems])
+    sft_tokens = np.asarray([p["tokens"] or 0 for p in problems])
+    median = float(np.median(sft_tokens))
+    subsets = {"all": np.arange(len(ids))}
+    subsets.update({f"H={h}": np.flatnonzero(horizons == h) for h in sorted(set(horizons.tolist()))})
+    subsets[f"SFT response ≤ {median:g} tokens"] = np.flatnonzero(sft_tokens <= median)
+    subsets[f"SFT response > {median:g} tokens"] = np.flatnonzero(sft_tokens > median)
+    subsets = {k: v for k, v in subsets.items() if len(v)}
+
+    sft = _matrix([first], "problems_before", np.arange(len(ids)))
+    report = {"problems": len(ids), "seeds": seeds, "subsets": {k: len(v) for k, v in subsets.items()},
+              "arms": {"sft": {"subsets": {k: _ci_dict(grid_stats.bootstrap_ci(sft[:, cols]))
+                                           for k, cols in subsets.items()}}}}
+    for arm, runs in runs_by_arm.items():
+        entry = {"subsets": {}, "per_seed": [r["pass@1"] for r in runs]}
+        mean, half = grid_stats.t_interval(entry["per_seed"])
+        entry["t_interval"] = {"mean": mean, "half_width": half}
+        for name, cols in subsets.items():
+            entry["subsets"][name] = _ci_dict(grid_stats.bootstrap_ci(_matrix(runs, "problems_after", cols)))
+        if arm != BASELINE and BASELINE in runs_by_arm:
+            entry["vs_" + BASELINE] = {
+                name: _ci_dict(grid_stats.paired_difference_ci(
+                    _matrix(runs, "problems_after", cols),
+                    _matrix(runs_by_arm[BASELINE], "problems_after", cols)))
+                for name, cols in subsets.items()}
+            diffs = [a["pass@1"] - b["pass@1"] for a, b in zip(runs, runs_by_arm[BASELINE])]
+            sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("nan")
+            entry["power"] = {"per_seed_differences": diffs, "sd": sd,
+                              "minimum_detectable_effect": grid_stats.minimum_detectable_effect(sd, len(diffs)),
+                              "seeds_for_0.05": (grid_stats.seeds_needed(sd, 0.05)
+                                                 if np.isfinite(sd) and sd > 0 else None)}
+        entry["hacking"] = {k: float(np.nanmean([r["hacking"][k] for r in runs])) for k, _ in HACKING}
+        entry["rl_seconds"] = float(np.mean([r["seconds"] or np.nan for r in runs]))
+        report["arms"][arm] = entry
+    sft_rate = report["arms"]["sft"]["subsets"]["all"]["mean"]
+    report["binomial_se_one_run"] = float(np.sqrt(sft_rate * (1 - sft_rate) / len(ids)))
+    return report
+
+
+def _fmt(ci: dict) -> str:
+    return f"{ci['mean']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
+
+
+def write_table(report: dict, label_rollouts: dict, out: str) -> str:
+    subsets = list(report["subsets"])
+    lines = [f"Held-out greedy pass@1 on {report['problems']} problems, seeds {report['seeds']}; "
+             "mean [95% two-way bootstrap interval over seeds × problems].", "",
+             "| arm | " + " | ".join(f"{s} (n={report['subsets'][s]})" for s in subsets)
+             + f" | Δ vs {BASELINE} (all) | RL s/run | labelling rollouts |",
+             "|---" * (len(subsets) + 4) + "|"]
+    for arm, entry in report["arms"].items():
+        delta = entry.get("vs_" + BASELINE, {}).get("all")
+        uses_prm = arm != "sft" and (arm.startswith("psgpo") or arm in ("dense", "value", "grpo_process",
+                                                                         "rloo_process"))
+        lines.append(f"| {arm} | " + " | ".join(_fmt(entry["subsets"][s]) for s in subsets)
+                     + f" | {_fmt(delta) if delta else '–'}"
+                     + (f" | {entry['rl_seconds']:.0f}" if "rl_seconds" in entry else " | –")
+                     + f" | {label_rollouts.get('total', '–') if uses_prm else 0} |")
+    lines.append("")
+    for arm, entry in report["arms"].items():
+        if "power" in entry:
+            p = entry["power"]
+            lines.append(f"* {arm} − {BASELINE} per seed: "
+                         + ", ".join(f"{d:+.3f}" for d in p["per_seed_differences"])
+                         + f"; SD {p['sd']:.3f}; minimum detectable effect (α = 0.05, power 0.8) "
+                           f"{p['minimum_detectable_effect']:.3f}; seeds for 0.05: {p['seeds_for_0.05']}")
+    lines.append(f"* Binomial SE of one pass@1 on {report['problems']} problems: "
+                 f"{report['binomial_se_one_run']:.3f}")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "table.md"), "w") as f:
+        f.write(text)
+    return text
+
+
+def write_csv(runs_by_arm: dict[str, list[dict]], out: str) -> None:
+    horizons = sorted({h for runs in runs_by_arm.values() for r in runs for h in r["by_horizon"]}, key=int)
+    fields = (["arm", "seed", "run", "config", "pass@1_before", "pass@1"]
+              + [f"pass@1_H{h}" for h in horizons] + ["rl_seconds"] + [k for k, _ in HACKING])
+    with open(os.path.join(out, "results.csv"), "w", newline="") as f:
+        writer = csv.DictWriter(f, fieldnames=fields)
+        writer.writeheader()
+        for runs in runs_by_arm.values():
+            for r in runs:
+                writer.writerow({"arm": r["arm"], "seed": r["seed"], "run": r["run"],
+                                 "config": r["config"], "pass@1_before": r["pass@1_before"],
+                                 "pass@1": r["pass@1"], "rl_seconds": r["seconds"],
+                                 **{f"pass@1_H{h}": r["by_horizon"].get(h) for h in horizons},
+                                 **r["hacking"]})
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_curves(runs_by_arm: dict[str, list[dict]], out: str) -> None:
+    plt = _pyplot()
+    fig, ax = plt.subplots(figsize=(6, 4))
+    for arm, runs in runs_by_arm.items():
+        steps = sorted({s for r in runs for s, _ in r["curve"]})
+        values = np.asarray([[dict(r["curve"]).get(s, np.nan) for s in steps] for r in runs])
+        mean = np.nanmean(values, axis=0)
+        line, = ax.plot(steps, mean, marker="o", label=f"{arm} ({len(runs)} seeds)")
+        if len(runs) > 1:
+            ax.fill_between(steps, np.nanmin(values, axis=0), np.nanmax(values, axis=0),
+                            color=line.get_color(), alpha=0.15)
+    ax.set_xlabel("RL iteration")
+    ax.set_ylabel("held-out greedy pass@1")
+    ax.set_title("pass@1 vs iteration (mean; band = min–max over seeds)")
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "pass_at_1_curves.png"), dpi=120)
+    plt.close(fig)
+
+
+def plot_by_horizon(report: dict, out: str) -> None:
+    plt = _pyplot()
+    names = [s for s in report["subsets"] if s.startswith("H=")]
+    arms = list(report["arms"])
+    fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) * len(arms) / 3), 4))
+    width = 0.8 / len(arms)
+    for i, arm in enumerate(arms):
+        cis = [report["arms"][arm]["subsets"][n] for n in names]
+        x = np.arange(len(names)) + (i - (len(arms) - 1) / 2) * width
+        means = np.asarray([c["mean"] for c in cis])
+        err = np.asarray([[c["mean"] - c["low"] for c in cis], [c["high"] - c["mean"] for c in cis]])
+        ax.bar(x, means, width, yerr=err, capsize=2, label=arm)
+    ax.set_xticks(np.arange(len(names)), names)
+    ax.set_ylabel("held-out greedy pass@1")
+    ax.set_title("pass@1 by horizon (95% bootstrap intervals)")
+    ax.legend(fontsize=7, ncol=2)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "pass_at_1_by_horizon.png"), dpi=120)
+    plt.close(fig)
+
+
+def plot_hacking(runs_by_arm: dict[str, list[dict]], out: str) -> None:
+    plt = _pyplot()
+    fig, axes = plt.subplots(1, len(HACKING), figsize=(4 * len(HACKING), 3.2))
+    for ax, (key, title) in zip(axes, HACKING):
+        for arm, runs in runs_by_arm.items():
+            steps = sorted({s for r in runs for s, _ in r["hacking_curves"][key]})
+            if not steps:
+                continue
+            values = np.asarray([[dict(r["hacking_curves"][key]).get(s, np.nan) for s in steps]
+                                 for r in runs])
+            ax.plot(steps, np.nanmean(values, axis=0), label=arm)
+        ax.set_title(title, fontsize=9)
+        ax.set_xlabel("RL iteration")
+    axes[0].legend(fontsize=7)
+    fig.suptitle("reward-hacking indicators of the rollouts (mean over seeds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(os.path.join(out, "hacking.png"), dpi=120)
+    plt.close(fig)
+
+
+def label_rollouts(summary: dict) -> dict:
+    """Completions the label stage drew per method (the PRM's data cost, shared by PRM arms)."""
+    label = summary.get("label", {})
+    spent = {m: label[m].get("rollouts") for m in ("binary_search", "monte_carlo", "mutation",
+                                                    "reference_mutation")
+             if isinstance(label.get(m), dict) and label[m].get("rollouts") is not None}
+    if spent:
+        spent["total"] = sum(spent.values())
+    return spent
+
+
+def main(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--workdir", required=True, help="a finished pipeline run (make run)")
+    parser.add_argument("--grid", choices=sorted(GRIDS), help="a named grid (arms and seeds)")
+    parser.add_argument("--arms", nargs="+", help=f"arms (any of {sorted(VARIANTS)})")
+    parser.add_argument("--seeds", nargs="+", type=int)
+    parser.add_argument("--out", help="folder for the table, CSV, JSON and plots "
+                        "(default <workdir>/grid_<grid>)")
+    parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
+                        help="config overrides for every run (e.g. rl.iterations=2); finished runs "
+                             "are reused by name, so use a fresh workdir for a changed setting")
+    args = parser.parse_args(argv)
+    arms, seeds = GRIDS[args.grid] if args.grid else (None, None)
+    arms, seeds = args.arms or arms, args.seeds if args.seeds is not None else seeds
+    if not arms or not seeds:
+        parser.error("give --grid, or --arms and --seeds")
+    unknown = [a for a in arms if a not in VARIANTS]
+    if unknown:
+        parser.error(f"unknown arms {unknown}; known: {sorted(VARIANTS)}")
+    workdir = os.path.abspath(args.workdir)
+    if not os.path.exists(os.path.join(workdir, "prm", "DONE")):
+        raise SystemExit(f"{workdir} holds no finished pipeline run (no prm/DONE); run make run first")
+    out = os.path.abspath(args.out or os.path.join(workdir, f"grid_{args.grid or 'custom'}"))
+    os.makedirs(out, exist_ok=True)
+    spent = {}
+    for seed in seeds:  # seed-major: a stopped grid leaves complete seeds behind
+        for arm in arms:
+            seconds = ensure_run(workdir, arm, seed, args.set)
+            if seconds is not None:
+                spent[run_name(arm, seed)] = seconds
+    runs_by_arm = {arm: [collect_run(workdir, arm, s) for s in seeds] for arm in arms}
+    report = analyse(runs_by_arm, seeds)
+    summary = read_summary(workdir)
+    rollouts = label_rollouts(summary)
+    report.update(workdir=workdir, arm_names=arms, overrides=args.set, label_rollouts=rollouts,
+                  wall_seconds_this_invocation=spent,
+                  runs={a: [{k: v for k, v in r.items() if k != "hacking_curves"} for r in runs]
+                        for a, runs in runs_by_arm.items()})
+    with open(os.path.join(out, "results.json"), "w") as f:
+        json.dump(report, f, indent=1)
+    write_csv(runs_by_arm, out)
+    print(write_table(report, rollouts, out))
+    plot_curves(runs_by_arm, out)
+    plot_by_horizon(report, out)
+    plot_hacking(runs_by_arm, out)
+    picture = os.path.join(workdir, "label_accuracy.png")
+    if os.path.exists(picture):
+        shutil.copyfile(picture, os.path.join(out, "labelling_cost_vs_accuracy.png"))
+    print(f"wrote {out}")
+
+
+if __name__ == "__main__":
+    main()

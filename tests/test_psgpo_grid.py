@@ -1,0 +1,82 @@
+"""experiments/psgpo_grid.py end to end on the shrunk pipeline: a 2 arms × 2 seeds grid, its
+table, CSV, JSON and plots, intervals recomputed from the per-problem rows, resumption."""
+
+import csv
+import json
+import os
+import shutil
+import subprocess
+import sys
+
+import numpy as np
+
+from pipeline_fixtures import ROOT
+
+from prm_jax import grid_stats
+
+PNG = b"\x89PNG\r\n\x1a\n"
+
+
+def _grid(workdir, out, *extra, timeout=900):
+    env = dict(os.environ, JAX_PLATFORMS="cpu", XLA_FLAGS="--xla_force_host_platform_device_count=1")
+    return subprocess.run(
+        [sys.executable, "experiments/psgpo_grid.py", f"--workdir={workdir}", f"--out={out}",
+         *extra], cwd=ROOT, env=env, capture_output=True, text=True, timeout=timeout)
+
+
+def test_tiny_grid_end_to_end(small_run, tmp_path):
+    source, summary = small_run
+    workdir, out = tmp_path / "copy", tmp_path / "grid"
+    shutil.copytree(source, workdir)
+    args = ["--arms", "sparse", "psgpo", "--seeds", "0", "1", "--set", "rl.iterations=1"]
+    proc = _grid(workdir, out, *args)
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+
+    after = json.loads((workdir / "summary.json").read_text())
+    report = json.loads((out / "results.json").read_text())
+    rows = list(csv.DictReader((out / "results.csv").open()))
+    assert [(r["arm"], r["seed"]) for r in rows] == [("sparse", "0"), ("sparse", "1"),
+                                                     ("psgpo", "0"), ("psgpo", "1")]
+    for r in rows:
+        name = f"{r['arm']}_s{r['seed']}"
+        assert r["run"] == name and f"rl.seed={r['seed']}" in r["config"]
+        assert float(r["pass@1"]) == after[name]["test"]["pass@1"]
+        # Every arm and seed starts from the same SFT policy on the same held-out problems.
+        assert float(r["pass@1_before"]) == summary["rl"]["test_before"]["pass@1"]
+
+    # Intervals are computed from the per-problem outcomes, not assumed.
+    def matrix(arm):
+        return np.asarray([[np.nan if p["passed"] is None else p["passed"]
+                            for p in run["problems_after"]] for run in report["runs"][arm]])
+
+    for arm in ("sparse", "psgpo"):
+        per_run = [np.nanmean(row) for row in matrix(arm)]
+        assert np.allclose(per_run, [after[f"{arm}_s{s}"]["test"]["pass@1"] for s in (0, 1)])
+        ci = report["arms"][arm]["subsets"]["all"]
+        assert (ci["mean"], ci["low"], ci["high"]) == grid_stats.bootstrap_ci(matrix(arm))
+    delta = report["arms"]["psgpo"]["vs_sparse"]["all"]
+    assert (delta["mean"], delta["low"], delta["high"]) == \
+        grid_stats.paired_difference_ci(matrix("psgpo"), matrix("sparse"))
+    power = report["arms"]["psgpo"]["power"]
+    assert np.allclose(power["per_seed_differences"],
+                       [after[f"psgpo_s{s}"]["test"]["pass@1"] - after[f"sparse_s{s}"]["test"]["pass@1"]
+                        for s in (0, 1)])
+    # Horizon subsets partition the problems.
+    horizons = [k for k in report["subsets"] if k.startswith("H=")]
+    assert sum(report["subsets"][k] for k in horizons) == report["problems"]
+    table = (out / "table.md").read_text()
+    assert "| sft |" in table and "| psgpo |" in table and "minimum detectable effect" in table
+    for name in ("pass_at_1_curves.png", "pass_at_1_by_horizon.png", "hacking.png"):
+        assert (out / name).read_bytes()[:8] == PNG
+
+    # Finished runs are reused: a second invocation runs nothing and writes the same table.
+    again = _grid(workdir, out, *args, timeout=300)
+    assert again.returncode == 0 and "running" not in again.stdout
+    assert (out / "table.md").read_text() == table
+
+
+def test_unknown_arm_and_missing_run_are_named(tmp_path):
+    proc = _grid(tmp_path, tmp_path / "out", "--arms", "nope", "--seeds", "0", timeout=120)
+    assert proc.returncode != 0 and "unknown arms ['nope']" in proc.stderr
+    proc = _grid(tmp_path, tmp_path / "out", "--grid", "key", timeout=120)
+    assert proc.returncode != 0 and "no finished pipeline run" in proc.stderr

@@ -45,7 +45,7 @@ import numpy as np
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 sys.path.insert(0, ROOT)
 
-from prm_jax import grid_stats  # noqa: E402
+from prm_jax import grid_stats, plots  # noqa: E402
 
 RL_ARMS = ("sparse", "dense", "value", "psgpo", "grpo", "grpo_process", "rloo", "rloo_process")
 # Named variants: arm name -> (configs/rl_ppo.py arm, config overrides).
@@ -102,17 +102,10 @@ def _read_json(path: str) -> dict:
 
 
 def _metrics(path: str) -> dict[str, list[tuple[int, float]]]:
-    series: dict[str, list[tuple[int, float]]] = {}
-    with open(path) as f:
-        for line in f:
-            if not line.strip():
-                continue
-            row = json.loads(line)
-            for key, value in row.items():
-                if key == "step" or "/" not in key or value is None:
-                    continue
-                series.setdefault(key.split("/", 1)[1], []).append((row["step"], float(value)))
-    return series
+    """{metric name without the run prefix: [(step, value), ...]} of a run's metrics.jsonl."""
+    _, series = plots.read_series(path)
+    return {name: [(int(s), float(v)) for s, v in zip(steps, values)]
+            for name, (steps, values) in series.items()}
 
 
 def collect_run(workdir: str, arm: str, seed: int) -> dict:

@@ -17,7 +17,11 @@ Grids (`--grid`, or `--arms` and `--seeds` explicitly):
   key     sparse, psgpo × seeds 0–4 (the key contrast)
   arms    every arm of configs/rl_ppo.py × seeds 0–2
   lambda  psgpo with the dense reward's failing-line weight λ_fail ∈ {0.1, 0.25 (default), 0.5}
-          × seeds 0–2
+          × seeds 0–2, beside sparse
+  prm_data  psgpo with PRMs trained on other label data — binary-search labels, all vs
+          "revised only" (the paper's ablation), and ground-truth labels (an upper bound) — beside
+          psgpo (the pipeline's PRM) and sparse, × seeds 0–2. Each such PRM is trained once, in
+          <workdir>/prm_variants/<name>/, a workdir linking the pipeline's policy and labels.
 "sft" (the SFT policy, every run's starting point) is always reported; it has no seeds.
 
 Writes to --out: results.csv (one row per arm × seed: config, seed, pass@1 before/after, by
@@ -48,17 +52,31 @@ sys.path.insert(0, ROOT)
 from prm_jax import grid_stats, plots  # noqa: E402
 
 RL_ARMS = ("sparse", "dense", "value", "psgpo", "grpo", "grpo_process", "rloo", "rloo_process")
-# Named variants: arm name -> (configs/rl_ppo.py arm, config overrides).
-VARIANTS = {arm: (arm, {}) for arm in RL_ARMS}
+PRM_ARMS = {"dense", "value", "psgpo", "grpo_process", "rloo_process"}
+# PRMs trained on other label data than the pipeline's (`prm` section overrides). Each is
+# trained once in <workdir>/prm_variants/<name>/, a workdir that links the pipeline's SFT
+# policy, labelling policy, responses and label files, and holds its own PRM and RL runs.
+PRM_VARIANTS = {
+    "oracle": {"prm.label_sources": ("oracle",)},  # ground-truth labels: an upper bound only
+    "bs_full": {"prm.label_sources": ("binary_search",), "prm.selection": "full"},
+    "bs_revised": {"prm.label_sources": ("binary_search",), "prm.selection": "revised_only"},
+}
+# Named arms: name -> (configs/rl_ppo.py arm, RL config overrides, PRM variant or None).
+VARIANTS = {arm: (arm, {}, None) for arm in RL_ARMS}
 VARIANTS.update({
-    "psgpo_lambda0.1": ("psgpo", {"rl.lambda_fail": 0.1}),
-    "psgpo_lambda0.5": ("psgpo", {"rl.lambda_fail": 0.5}),
+    "psgpo_lambda0.1": ("psgpo", {"rl.lambda_fail": 0.1}, None),
+    "psgpo_lambda0.5": ("psgpo", {"rl.lambda_fail": 0.5}, None),
+    **{f"psgpo_prm_{v}": ("psgpo", {}, v) for v in PRM_VARIANTS},
 })
 GRIDS = {
     "key": (["sparse", "psgpo"], [0, 1, 2, 3, 4]),
     "arms": (list(RL_ARMS), [0, 1, 2]),
-    "lambda": (["psgpo_lambda0.1", "psgpo", "psgpo_lambda0.5"], [0, 1, 2]),
+    "lambda": (["sparse", "psgpo_lambda0.1", "psgpo", "psgpo_lambda0.5"], [0, 1, 2]),
+    "prm_data": (["sparse", "psgpo", "psgpo_prm_bs_full", "psgpo_prm_bs_revised",
+                  "psgpo_prm_oracle"], [0, 1, 2]),
 }
+# Files of a pipeline run that a PRM variant's workdir links to.
+PRM_VARIANT_LINKS = ("policy", "responses.jsonl")
 BASELINE = "sparse"
 HACKING = (("shape/lines", "lines per response"), ("shape/comment_fraction", "comment-line fraction"),
            ("shape/duplicate_line_fraction", "duplicate-line fraction"),
@@ -75,22 +93,53 @@ def read_summary(workdir: str) -> dict:
         return json.load(f)
 
 
-def ensure_run(workdir: str, arm: str, seed: int, extra: list[str]) -> float | None:
-    """Runs arm × seed unless the workdir already holds it; returns the wall seconds spent, or
-    None if it was already there."""
-    name = run_name(arm, seed)
-    if name in read_summary(workdir):
-        return None
-    base, overrides = VARIANTS[arm]
-    cmd = [sys.executable, "-m", "prm_jax.main", f"--config=configs/rl_ppo.py:{base},{workdir}",
-           f"--workdir={workdir}", f"--config.rl.name={name}", f"--config.rl.seed={seed}",
-           *(f"--config.{k}={v}" for k, v in overrides.items()), *(f"--config.{o}" for o in extra)]
-    print("running", " ".join(cmd[2:]), flush=True)
+def arm_workdir(workdir: str, arm: str) -> str:
+    """Where arm's runs live: the pipeline's workdir, or its PRM variant's."""
+    variant = VARIANTS[arm][2]
+    return os.path.join(workdir, "prm_variants", variant) if variant else workdir
+
+
+def _launch(args: list[str], what: str) -> float:
+    print("running", " ".join(args), flush=True)
     start = time.perf_counter()
-    if subprocess.run(cmd, cwd=ROOT).returncode != 0:
-        raise SystemExit(f"RL run {name} failed (its error is printed above); finished runs are "
-                         "kept, run the same command again to continue")
+    if subprocess.run([sys.executable, "-m", "prm_jax.main", *args], cwd=ROOT).returncode != 0:
+        raise SystemExit(f"{what} failed (its error is printed above); finished runs are kept, "
+                         "run the same command again to continue")
     return time.perf_counter() - start
+
+
+def ensure_prm_variant(workdir: str, variant: str, extra: list[str]) -> float | None:
+    """Trains (and evaluates) the PRM of `variant` in its own workdir unless it is there."""
+    root = os.path.join(workdir, "prm_variants", variant)
+    if os.path.exists(os.path.join(root, "prm", "DONE")):
+        return None
+    os.makedirs(root, exist_ok=True)
+    links = list(PRM_VARIANT_LINKS) + [n for n in os.listdir(workdir)
+                                       if n.startswith("labels_") or n.startswith("policy_rl_baseline")]
+    for name in links:
+        target, link = os.path.join(workdir, name), os.path.join(root, name)
+        if os.path.exists(target) and not os.path.lexists(link):
+            os.symlink(target, link)
+    overrides = [f"--config.{k}={v!r}" for k, v in PRM_VARIANTS[variant].items()]
+    return _launch([f"--config=configs/rl_ppo.py:psgpo,{workdir}", f"--workdir={root}",
+                    "--config.stages=('prm_train', 'prm_eval')", *overrides,
+                    *(f"--config.{o}" for o in extra)], f"PRM variant {variant}")
+
+
+def ensure_run(workdir: str, arm: str, seed: int, extra: list[str]) -> float | None:
+    """Runs arm × seed unless its workdir already holds it; returns the wall seconds spent
+    (a PRM variant's training included), or None if it was already there."""
+    name = run_name(arm, seed)
+    base, overrides, variant = VARIANTS[arm]
+    root = arm_workdir(workdir, arm)
+    spent = ensure_prm_variant(workdir, variant, extra) if variant else None
+    if os.path.exists(os.path.join(root, "summary.json")) and name in read_summary(root):
+        return spent
+    seconds = _launch([f"--config=configs/rl_ppo.py:{base},{root}", f"--workdir={root}",
+                       f"--config.rl.name={name}", f"--config.rl.seed={seed}",
+                       *(f"--config.{k}={v}" for k, v in overrides.items()),
+                       *(f"--config.{o}" for o in extra)], f"RL run {name}")
+    return seconds + (spent or 0.0)
 
 
 def _read_json(path: str) -> dict:
@@ -111,8 +160,9 @@ def _metrics(path: str) -> dict[str, list[tuple[int, float]]]:
 def collect_run(workdir: str, arm: str, seed: int) -> dict:
     """One arm × seed: its figures, per-problem outcomes, curves and hacking indicators."""
     name = run_name(arm, seed)
-    run_dir = os.path.join(workdir, name)
-    result = read_summary(workdir)[name]
+    root = arm_workdir(workdir, arm)
+    run_dir = os.path.join(root, name)
+    result = read_summary(root)[name]
     after = _read_json(os.path.join(run_dir, "eval_after.json"))
     before = _read_json(os.path.join(run_dir, "eval_before.json"))
     series = _metrics(os.path.join(run_dir, "metrics.jsonl"))
@@ -120,10 +170,13 @@ def collect_run(workdir: str, arm: str, seed: int) -> dict:
     for key, _ in HACKING:
         values = [v for _, v in series.get(key, [])][-LAST_ITERATIONS:]
         hacking[key] = float(np.mean(values)) if values else float("nan")
-    base, overrides = VARIANTS[arm]
-    return {"arm": arm, "base_arm": base, "overrides": overrides, "seed": seed, "run": name,
-            "config": f"configs/rl_ppo.py:{base},<workdir> rl.name={name} rl.seed={seed}"
-                      + "".join(f" {k}={v}" for k, v in overrides.items()),
+    base, overrides, variant = VARIANTS[arm]
+    prm_overrides = PRM_VARIANTS.get(variant, {})
+    where = f"<workdir>/prm_variants/{variant}" if variant else "<workdir>"
+    return {"arm": arm, "base_arm": base, "overrides": {**overrides, **prm_overrides},
+            "seed": seed, "run": name, "workdir": root,
+            "config": f"configs/rl_ppo.py:{base},{where} rl.name={name} rl.seed={seed}"
+                      + "".join(f" {k}={v}" for k, v in {**overrides, **prm_overrides}.items()),
             "pass@1": after["pass@1"], "pass@1_before": before["pass@1"],
             "by_horizon": {h: v["pass_rate"] for h, v in after["by_horizon"].items()},
             "problems_after": after["problems"], "problems_before": before["problems"],
@@ -198,21 +251,29 @@ def _fmt(ci: dict) -> str:
     return f"{ci['mean']:.3f} [{ci['low']:.3f}, {ci['high']:.3f}]"
 
 
-def write_table(report: dict, label_rollouts: dict, out: str) -> str:
+def _prm_text(prm: dict) -> str:
+    if not prm:
+        return "– | 0 | –"
+    figures = [prm.get("probe_pair_accuracy"), prm.get("probe_pair_auroc")]
+    quality = " / ".join(f"{v:.2f}" for v in figures if v is not None) or "–"
+    return f"{'+'.join(prm['label_sources'])} | {prm['labelling_rollouts']} | {quality}"
+
+
+def write_table(report: dict, out: str) -> str:
     subsets = list(report["subsets"])
     lines = [f"Held-out greedy pass@1 on {report['problems']} problems, seeds {report['seeds']}; "
-             "mean [95% two-way bootstrap interval over seeds × problems].", "",
+             "mean [95% two-way bootstrap interval over seeds × problems]. PRM columns: its label "
+             "sources, the completions labelling them cost, and its probe pair accuracy / AUROC "
+             "(right vs wrong line; chance 0.5).", "",
              "| arm | " + " | ".join(f"{s} (n={report['subsets'][s]})" for s in subsets)
-             + f" | Δ vs {BASELINE} (all) | RL s/run | labelling rollouts |",
-             "|---" * (len(subsets) + 4) + "|"]
+             + f" | Δ vs {BASELINE} (all) | RL s/run | PRM labels | labelling rollouts | PRM probe |",
+             "|---" * (len(subsets) + 6) + "|"]
     for arm, entry in report["arms"].items():
         delta = entry.get("vs_" + BASELINE, {}).get("all")
-        uses_prm = arm != "sft" and (arm.startswith("psgpo") or arm in ("dense", "value", "grpo_process",
-                                                                         "rloo_process"))
         lines.append(f"| {arm} | " + " | ".join(_fmt(entry["subsets"][s]) for s in subsets)
                      + f" | {_fmt(delta) if delta else '–'}"
                      + (f" | {entry['rl_seconds']:.0f}" if "rl_seconds" in entry else " | –")
-                     + f" | {label_rollouts.get('total', '–') if uses_prm else 0} |")
+                     + f" | {_prm_text(entry.get('prm', {}))} |")
     lines.append("")
     for arm, entry in report["arms"].items():
         if "power" in entry:
@@ -315,15 +376,26 @@ def plot_hacking(runs_by_arm: dict[str, list[dict]], out: str) -> None:
     plt.close(fig)
 
 
-def label_rollouts(summary: dict) -> dict:
-    """Completions the label stage drew per method (the PRM's data cost, shared by PRM arms)."""
-    label = summary.get("label", {})
-    spent = {m: label[m].get("rollouts") for m in ("binary_search", "monte_carlo", "mutation",
-                                                    "reference_mutation")
-             if isinstance(label.get(m), dict) and label[m].get("rollouts") is not None}
-    if spent:
-        spent["total"] = sum(spent.values())
-    return spent
+def prm_of_arm(workdir: str, arm: str) -> dict:
+    """The PRM an arm uses and what it cost: label sources, labelling rollouts (completions the
+    label stage drew for those sources; ground truth costs none but exists only for the synthetic
+    suite), and the PRM's own evaluation (probe pair accuracy and AUROC, AUROC among lines of
+    failing responses). {} for an arm without a PRM."""
+    base, _, variant = VARIANTS[arm]
+    if base not in PRM_ARMS:
+        return {}
+    with open(os.path.join(workdir, "config.json")) as f:
+        sources = list(json.load(f)["prm"]["label_sources"])
+    if variant:
+        sources = list(PRM_VARIANTS[variant].get("prm.label_sources", sources))
+    label = read_summary(workdir).get("label", {})
+    rollouts = sum(int(label.get(s, {}).get("rollouts", 0)) for s in sources if s != "oracle")
+    evaluation = read_summary(arm_workdir(workdir, arm)).get("prm_eval", {})
+    probe = evaluation.get("probe", {})
+    failing = evaluation.get("responses", {}).get("failing", {}).get("scorer", {})
+    return {"label_sources": sources, "labelling_rollouts": rollouts,
+            "probe_pair_accuracy": probe.get("pair_accuracy"), "probe_pair_auroc": probe.get("pair_auroc"),
+            "failing_lines_auroc": failing.get("auroc")}
 
 
 def main(argv=None):
@@ -358,16 +430,16 @@ def main(argv=None):
                 spent[run_name(arm, seed)] = seconds
     runs_by_arm = {arm: [collect_run(workdir, arm, s) for s in seeds] for arm in arms}
     report = analyse(runs_by_arm, seeds)
-    summary = read_summary(workdir)
-    rollouts = label_rollouts(summary)
-    report.update(workdir=workdir, arm_names=arms, overrides=args.set, label_rollouts=rollouts,
+    for arm in arms:
+        report["arms"][arm]["prm"] = prm_of_arm(workdir, arm)
+    report.update(workdir=workdir, arm_names=arms, overrides=args.set,
                   wall_seconds_this_invocation=spent,
                   runs={a: [{k: v for k, v in r.items() if k != "hacking_curves"} for r in runs]
                         for a, runs in runs_by_arm.items()})
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(report, f, indent=1)
     write_csv(runs_by_arm, out)
-    print(write_table(report, rollouts, out))
+    print(write_table(report, out))
     plot_curves(runs_by_arm, out)
     plot_by_horizon(report, out)
     plot_hacking(runs_by_arm, out)

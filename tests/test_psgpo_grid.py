@@ -80,3 +80,24 @@ def test_unknown_arm_and_missing_run_are_named(tmp_path):
     assert proc.returncode != 0 and "unknown arms ['nope']" in proc.stderr
     proc = _grid(tmp_path, tmp_path / "out", "--grid", "key", timeout=120)
     assert proc.returncode != 0 and "no finished pipeline run" in proc.stderr
+
+
+def test_prm_variant_arm_trains_its_own_prm_beside_the_pipeline(small_run, tmp_path):
+    source, _ = small_run
+    workdir, out = tmp_path / "copy", tmp_path / "grid"
+    shutil.copytree(source, workdir)
+    proc = _grid(workdir, out, "--arms", "sparse", "psgpo_prm_oracle", "--seeds", "0",
+                 "--set", "rl.iterations=1")
+    assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
+    variant = workdir / "prm_variants" / "oracle"
+    config = json.loads((variant / "config.json").read_text())
+    assert config["prm"]["label_sources"] == ["oracle"]
+    assert (variant / "prm" / "DONE").exists() and (variant / "policy").is_symlink()
+    # The pipeline's own PRM is untouched; the arm's run lives in the variant's workdir.
+    assert (workdir / "prm" / "DONE").read_text() == (source / "prm" / "DONE").read_text()
+    assert "psgpo_prm_oracle_s0" in json.loads((variant / "summary.json").read_text())
+    report = json.loads((out / "results.json").read_text())
+    prm = report["arms"]["psgpo_prm_oracle"]["prm"]
+    assert prm["label_sources"] == ["oracle"] and prm["labelling_rollouts"] == 0
+    assert report["arms"]["sparse"]["prm"] == {}
+    assert "vs_sparse" in report["arms"]["psgpo_prm_oracle"]

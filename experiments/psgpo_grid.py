@@ -108,6 +108,11 @@ def _launch(args: list[str], what: str) -> float:
     return time.perf_counter() - start
 
 
+def _flag_value(value) -> str:
+    """A config flag's value: strings as they are, tuples and numbers as Python literals."""
+    return value if isinstance(value, str) else repr(value)
+
+
 def ensure_prm_variant(workdir: str, variant: str, extra: list[str]) -> float | None:
     """Trains (and evaluates) the PRM of `variant` in its own workdir unless it is there."""
     root = os.path.join(workdir, "prm_variants", variant)
@@ -120,7 +125,7 @@ def ensure_prm_variant(workdir: str, variant: str, extra: list[str]) -> float | 
         target, link = os.path.join(workdir, name), os.path.join(root, name)
         if os.path.exists(target) and not os.path.lexists(link):
             os.symlink(target, link)
-    overrides = [f"--config.{k}={v!r}" for k, v in PRM_VARIANTS[variant].items()]
+    overrides = [f"--config.{k}={_flag_value(v)}" for k, v in PRM_VARIANTS[variant].items()]
     return _launch([f"--config=configs/rl_ppo.py:psgpo,{workdir}", f"--workdir={root}",
                     "--config.stages=('prm_train', 'prm_eval')", *overrides,
                     *(f"--config.{o}" for o in extra)], f"PRM variant {variant}")
@@ -137,7 +142,7 @@ def ensure_run(workdir: str, arm: str, seed: int, extra: list[str]) -> float | N
         return spent
     seconds = _launch([f"--config=configs/rl_ppo.py:{base},{root}", f"--workdir={root}",
                        f"--config.rl.name={name}", f"--config.rl.seed={seed}",
-                       *(f"--config.{k}={v}" for k, v in overrides.items()),
+                       *(f"--config.{k}={_flag_value(v)}" for k, v in overrides.items()),
                        *(f"--config.{o}" for o in extra)], f"RL run {name}")
     return seconds + (spent or 0.0)
 

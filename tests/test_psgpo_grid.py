@@ -101,3 +101,17 @@ def test_prm_variant_arm_trains_its_own_prm_beside_the_pipeline(small_run, tmp_p
     assert prm["label_sources"] == ["oracle"] and prm["labelling_rollouts"] == 0
     assert report["arms"]["sparse"]["prm"] == {}
     assert "vs_sparse" in report["arms"]["psgpo_prm_oracle"]
+
+
+def test_config_flag_values_parse_back():
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("psgpo_grid", os.path.join(ROOT, "experiments",
+                                                                              "psgpo_grid.py"))
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    # Strings go as they are (a quoted 'full' would be a different string), tuples as literals.
+    assert grid._flag_value("revised_only") == "revised_only"
+    assert grid._flag_value(("binary_search",)) == "('binary_search',)"
+    assert grid._flag_value(0.1) == "0.1"
+    assert set(grid.GRIDS["key"][0]) == {"sparse", "psgpo"} and len(grid.GRIDS["key"][1]) >= 5

@@ -36,6 +36,7 @@ bootstrap (`prm_jax/grid_stats.py`).
 from __future__ import annotations
 
 import argparse
+import ast
 import csv
 import json
 import os
@@ -124,35 +125,72 @@ def ensure_prm_variant(workdir: str, variant: str, extra: list[str]) -> float | 
     for name in links:
         target, link = os.path.join(workdir, name), os.path.join(root, name)
         if os.path.exists(target) and not os.path.lexists(link):
-            os.symlink(target, link)
-    overrides = [f"--config.{k}={_flag_value(v)}" for k, v in PRM_VARIANTS[variant].items()]
+            os.symlink(os.path.relpath(target, root), link)  # relative: the workdir may move
     return _launch([f"--config=configs/rl_ppo.py:psgpo,{workdir}", f"--workdir={root}",
-                    "--config.stages=('prm_train', 'prm_eval')", *overrides,
+                    "--config.stages=('prm_train', 'prm_eval')", *_prm_flags(variant),
                     *(f"--config.{o}" for o in extra)], f"PRM variant {variant}")
 
 
+def _prm_flags(variant: str | None) -> list[str]:
+    return [f"--config.{k}={_flag_value(v)}" for k, v in PRM_VARIANTS.get(variant, {}).items()]
+
+
+def _parse_value(text: str):
+    try:
+        return ast.literal_eval(text)
+    except (ValueError, SyntaxError):
+        return text
+
+
+def _check_settings(root: str, name: str, expected: dict) -> None:
+    """A finished run is reused only if it was made with the RL settings asked for now."""
+    path = os.path.join(root, name, "config.json")
+    if not os.path.exists(path):
+        return
+    with open(path) as f:
+        stored = json.load(f)
+    differences = [f"rl.{k}: stored {stored[k]!r}, asked {v!r}" for k, v in expected.items()
+                   if k in stored and (list(stored[k]) if isinstance(stored[k], (list, tuple)) else stored[k])
+                   != (list(v) if isinstance(v, (list, tuple)) else v)]
+    if differences:
+        raise SystemExit(f"run {name} in {root} was made with other settings ({'; '.join(differences)}); "
+                         "use a fresh workdir (a copy of the pipeline run) for these settings")
+
+
 def ensure_run(workdir: str, arm: str, seed: int, extra: list[str]) -> float | None:
-    """Runs arm × seed unless its workdir already holds it; returns the wall seconds spent
-    (a PRM variant's training included), or None if it was already there."""
+    """Runs arm × seed unless its workdir already holds it (with the same RL settings); returns
+    the wall seconds spent (a PRM variant's training included), or None if it was there."""
     name = run_name(arm, seed)
     base, overrides, variant = VARIANTS[arm]
     root = arm_workdir(workdir, arm)
     spent = ensure_prm_variant(workdir, variant, extra) if variant else None
+    expected = {"seed": seed, **{k.split(".", 1)[1]: v for k, v in overrides.items()}}
+    for item in extra:
+        key, _, value = item.partition("=")
+        if key.startswith("rl."):
+            expected[key.split(".", 1)[1]] = _parse_value(value)
+    _check_settings(root, name, expected)
     if os.path.exists(os.path.join(root, "summary.json")) and name in read_summary(root):
         return spent
-    seconds = _launch([f"--config=configs/rl_ppo.py:{base},{root}", f"--workdir={root}",
+    # The pipeline's own config (its `rl` section too) is the base for every arm, also for one
+    # whose PRM lives in a variant workdir: arms differ only in what they name.
+    seconds = _launch([f"--config=configs/rl_ppo.py:{base},{workdir}", f"--workdir={root}",
                        f"--config.rl.name={name}", f"--config.rl.seed={seed}",
                        *(f"--config.{k}={_flag_value(v)}" for k, v in overrides.items()),
-                       *(f"--config.{o}" for o in extra)], f"RL run {name}")
+                       *_prm_flags(variant), *(f"--config.{o}" for o in extra)], f"RL run {name}")
     return seconds + (spent or 0.0)
 
 
-def _read_json(path: str) -> dict:
-    if not os.path.exists(path):
-        raise SystemExit(f"{path} is missing: the run predates per-problem evaluation records; "
-                         "remove it from summary.json (or use a fresh workdir) and run the grid again")
-    with open(path) as f:
-        return json.load(f)
+def _read_eval(path: str, name: str, root: str) -> dict:
+    evaluation = None
+    if os.path.exists(path):
+        with open(path) as f:
+            evaluation = json.load(f)
+    if not evaluation or "problems" not in evaluation:
+        raise SystemExit(f"{path} has no per-problem outcomes: run {name} predates them; delete "
+                         f"{os.path.join(root, name)} and {os.path.join(root, 'policy_' + name)}* "
+                         "and its entry in summary.json (or use a fresh workdir), then run the grid again")
+    return evaluation
 
 
 def _metrics(path: str) -> dict[str, list[tuple[int, float]]]:
@@ -162,14 +200,14 @@ def _metrics(path: str) -> dict[str, list[tuple[int, float]]]:
             for name, (steps, values) in series.items()}
 
 
-def collect_run(workdir: str, arm: str, seed: int) -> dict:
+def collect_run(workdir: str, arm: str, seed: int, extra: list[str] = ()) -> dict:
     """One arm × seed: its figures, per-problem outcomes, curves and hacking indicators."""
     name = run_name(arm, seed)
     root = arm_workdir(workdir, arm)
     run_dir = os.path.join(root, name)
     result = read_summary(root)[name]
-    after = _read_json(os.path.join(run_dir, "eval_after.json"))
-    before = _read_json(os.path.join(run_dir, "eval_before.json"))
+    after = _read_eval(os.path.join(run_dir, "eval_after.json"), name, root)
+    before = _read_eval(os.path.join(run_dir, "eval_before.json"), name, root)
     series = _metrics(os.path.join(run_dir, "metrics.jsonl"))
     hacking = {}
     for key, _ in HACKING:
@@ -180,8 +218,10 @@ def collect_run(workdir: str, arm: str, seed: int) -> dict:
     where = f"<workdir>/prm_variants/{variant}" if variant else "<workdir>"
     return {"arm": arm, "base_arm": base, "overrides": {**overrides, **prm_overrides},
             "seed": seed, "run": name, "workdir": root,
-            "config": f"configs/rl_ppo.py:{base},{where} rl.name={name} rl.seed={seed}"
-                      + "".join(f" {k}={v}" for k, v in {**overrides, **prm_overrides}.items()),
+            "config": f"configs/rl_ppo.py:{base},<workdir> --workdir={where} rl.name={name} "
+                      f"rl.seed={seed}"
+                      + "".join(f" {k}={v}" for k, v in {**overrides, **prm_overrides}.items())
+                      + "".join(f" {o}" for o in extra),
             "pass@1": after["pass@1"], "pass@1_before": before["pass@1"],
             "by_horizon": {h: v["pass_rate"] for h, v in after["by_horizon"].items()},
             "problems_after": after["problems"], "problems_before": before["problems"],
@@ -245,7 +285,8 @@ def analyse(runs_by_arm: dict[str, list[dict]], seeds: list[int]) -> dict:
                               "seeds_for_0.05": (grid_stats.seeds_needed(sd, 0.05)
                                                  if np.isfinite(sd) and sd > 0 else None)}
         entry["hacking"] = {k: float(np.nanmean([r["hacking"][k] for r in runs])) for k, _ in HACKING}
-        entry["rl_seconds"] = float(np.mean([r["seconds"] or np.nan for r in runs]))
+        entry["rl_seconds"] = float(np.mean([np.nan if r["seconds"] is None else r["seconds"]
+                                             for r in runs]))
         report["arms"][arm] = entry
     sft_rate = report["arms"]["sft"]["subsets"]["all"]["mean"]
     report["binomial_se_one_run"] = float(np.sqrt(sft_rate * (1 - sft_rate) / len(ids)))
@@ -258,10 +299,11 @@ def _fmt(ci: dict) -> str:
 
 def _prm_text(prm: dict) -> str:
     if not prm:
-        return "– | 0 | –"
+        return "– | – | –"
     figures = [prm.get("probe_pair_accuracy"), prm.get("probe_pair_auroc")]
     quality = " / ".join(f"{v:.2f}" for v in figures if v is not None) or "–"
-    return f"{'+'.join(prm['label_sources'])} | {prm['labelling_rollouts']} | {quality}"
+    sources = "+".join(prm["label_sources"]) + (f" ({prm['selection']})" if prm.get("selection") else "")
+    return f"{sources} | {prm['labelling_rollouts']} | {quality}"
 
 
 def write_table(report: dict, out: str) -> str:
@@ -390,15 +432,18 @@ def prm_of_arm(workdir: str, arm: str) -> dict:
     if base not in PRM_ARMS:
         return {}
     with open(os.path.join(workdir, "config.json")) as f:
-        sources = list(json.load(f)["prm"]["label_sources"])
+        prm = json.load(f)["prm"]
+    sources, selection = list(prm["label_sources"]), prm["selection"]
     if variant:
         sources = list(PRM_VARIANTS[variant].get("prm.label_sources", sources))
+        selection = PRM_VARIANTS[variant].get("prm.selection", selection)
     label = read_summary(workdir).get("label", {})
     rollouts = sum(int(label.get(s, {}).get("rollouts", 0)) for s in sources if s != "oracle")
     evaluation = read_summary(arm_workdir(workdir, arm)).get("prm_eval", {})
     probe = evaluation.get("probe", {})
     failing = evaluation.get("responses", {}).get("failing", {}).get("scorer", {})
     return {"label_sources": sources, "labelling_rollouts": rollouts,
+            "selection": selection if "binary_search" in sources else None,
             "probe_pair_accuracy": probe.get("pair_accuracy"), "probe_pair_auroc": probe.get("pair_auroc"),
             "failing_lines_auroc": failing.get("auroc")}
 
@@ -433,7 +478,7 @@ def main(argv=None):
             seconds = ensure_run(workdir, arm, seed, args.set)
             if seconds is not None:
                 spent[run_name(arm, seed)] = seconds
-    runs_by_arm = {arm: [collect_run(workdir, arm, s) for s in seeds] for arm in arms}
+    runs_by_arm = {arm: [collect_run(workdir, arm, s, args.set) for s in seeds] for arm in arms}
     report = analyse(runs_by_arm, seeds)
     for arm in arms:
         report["arms"][arm]["prm"] = prm_of_arm(workdir, arm)

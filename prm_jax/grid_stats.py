@@ -8,7 +8,11 @@ seeds of seed s of the others, so arms are compared *paired* (same rows, same co
   replicate draws seeds with replacement and, independently, problems with replacement, and takes
   the mean of the drawn cells. It covers both sources of noise a reader cares about — another RL
   seed, and another draw of held-out problems — and reduces to the ordinary problem bootstrap
-  for one seed.
+  for one seed. For a crossed design it is conservative (Owen 2007, "the pigeonhole
+  bootstrap"): the seed × problem residual enters its variance up to three times instead of
+  once; with pass/fail cells, where that residual dominates, a nominal 95% interval covers about
+  98–99% and is about 1.3–1.5× too wide (`tests/test_grid_stats.py` measures both), so an
+  interval that excludes 0 is a safe claim and one that includes it understates power.
 * `paired_difference_ci`: the same bootstrap of mean(a) − mean(b), with one draw of seeds and
   problems applied to both arms, so shared difficulty cancels.
 * `t_interval`: the Student-t interval over per-seed values (seed noise only).
@@ -76,6 +80,9 @@ def paired_difference_ci(a, b, *, n_boot: int = N_BOOTSTRAP, seed: int = 0,
     ma, mb = _as_matrix(a), _as_matrix(b)
     if ma.shape != mb.shape:
         raise ValueError(f"paired arms need the same seeds and problems: {ma.shape} vs {mb.shape}")
+    # A cell unscorable in one arm is left out of both, so every compared cell is paired.
+    unpaired = np.isnan(ma) | np.isnan(mb)
+    ma, mb = np.where(unpaired, np.nan, ma), np.where(unpaired, np.nan, mb)
     rows, cols = _replicates(ma.shape, n_boot, seed)
     draws = _means(ma, rows, cols) - _means(mb, rows, cols)
     tail = (1 - level) / 2 * 100
@@ -104,10 +111,11 @@ def minimum_detectable_effect(sd: float, n: int, *, alpha: float = 0.05,
 
 def seeds_needed(sd: float, effect: float, *, alpha: float = 0.05, power: float = 0.8,
                  max_seeds: int = 10_000) -> int:
-    """Fewest seeds whose `minimum_detectable_effect` is at most `effect`."""
+    """Fewest seeds whose `minimum_detectable_effect` is at most `effect` (None beyond
+    `max_seeds`)."""
     if effect <= 0:
         raise ValueError(f"effect must be positive, got {effect}")
     for n in range(2, max_seeds + 1):
         if minimum_detectable_effect(sd, n, alpha=alpha, power=power) <= effect:
             return n
-    return max_seeds
+    return None

@@ -96,6 +96,12 @@ def test_prm_variant_arm_trains_its_own_prm_beside_the_pipeline(small_run, tmp_p
     # The pipeline's own PRM is untouched; the arm's run lives in the variant's workdir.
     assert (workdir / "prm" / "DONE").read_text() == (source / "prm" / "DONE").read_text()
     assert "psgpo_prm_oracle_s0" in json.loads((variant / "summary.json").read_text())
+    # The variant's RL run uses the pipeline's RL section, like every other arm: only what the
+    # arms name differs from the sparse run of the same seed.
+    ours = json.loads((variant / "psgpo_prm_oracle_s0" / "config.json").read_text())
+    theirs = json.loads((workdir / "sparse_s0" / "config.json").read_text())
+    differing = {k for k in ours if ours[k] != theirs.get(k)}
+    assert differing <= {"name", "dense", "critic_init"}, differing
     report = json.loads((out / "results.json").read_text())
     prm = report["arms"]["psgpo_prm_oracle"]["prm"]
     assert prm["label_sources"] == ["oracle"] and prm["labelling_rollouts"] == 0
@@ -103,15 +109,33 @@ def test_prm_variant_arm_trains_its_own_prm_beside_the_pipeline(small_run, tmp_p
     assert "vs_sparse" in report["arms"]["psgpo_prm_oracle"]
 
 
+PARSE_FLAGS = """
+import json, sys
+from absl import flags
+from ml_collections import config_flags
+config = config_flags.DEFINE_config_file("config")
+flags.FLAGS(sys.argv)
+print(json.dumps({"selection": config.value.prm.selection,
+                  "label_sources": list(config.value.prm.label_sources),
+                  "lambda_fail": config.value.rl.lambda_fail}))
+"""
+
+
 def test_config_flag_values_parse_back():
+    """The flags the grid passes to the launcher parse back (through ml_collections, as the
+    launcher parses them) to the values the arms name."""
     import importlib.util
 
     spec = importlib.util.spec_from_file_location("psgpo_grid", os.path.join(ROOT, "experiments",
                                                                               "psgpo_grid.py"))
     grid = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(grid)
-    # Strings go as they are (a quoted 'full' would be a different string), tuples as literals.
-    assert grid._flag_value("revised_only") == "revised_only"
-    assert grid._flag_value(("binary_search",)) == "('binary_search',)"
-    assert grid._flag_value(0.1) == "0.1"
+    lambda_fail = grid.VARIANTS["psgpo_lambda0.1"][1]["rl.lambda_fail"]
+    proc = subprocess.run(
+        [sys.executable, "-c", PARSE_FLAGS, "--config=configs/rl_ppo.py:psgpo",
+         *grid._prm_flags("bs_revised"), f"--config.rl.lambda_fail={grid._flag_value(lambda_fail)}"],
+        cwd=ROOT, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
+        "selection": "revised_only", "label_sources": ["binary_search"], "lambda_fail": 0.1}
     assert set(grid.GRIDS["key"][0]) == {"sparse", "psgpo"} and len(grid.GRIDS["key"][1]) >= 5

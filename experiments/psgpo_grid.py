@@ -65,14 +65,14 @@ PRM_VARIANTS = {
 # Named arms: name -> (configs/rl_ppo.py arm, RL config overrides, PRM variant or None).
 VARIANTS = {arm: (arm, {}, None) for arm in RL_ARMS}
 VARIANTS.update({
-    "psgpo_lambda0.1": ("psgpo", {"rl.lambda_fail": 0.1}, None),
-    "psgpo_lambda0.5": ("psgpo", {"rl.lambda_fail": 0.5}, None),
+    "psgpo_lambda0p1": ("psgpo", {"rl.lambda_fail": 0.1}, None),
+    "psgpo_lambda0p5": ("psgpo", {"rl.lambda_fail": 0.5}, None),
     **{f"psgpo_prm_{v}": ("psgpo", {}, v) for v in PRM_VARIANTS},
 })
 GRIDS = {
     "key": (["sparse", "psgpo"], [0, 1, 2, 3, 4]),
     "arms": (list(RL_ARMS), [0, 1, 2]),
-    "lambda": (["sparse", "psgpo_lambda0.1", "psgpo", "psgpo_lambda0.5"], [0, 1, 2]),
+    "lambda": (["sparse", "psgpo_lambda0p1", "psgpo", "psgpo_lambda0p5"], [0, 1, 2]),
     "prm_data": (["sparse", "psgpo", "psgpo_prm_bs_full", "psgpo_prm_bs_revised",
                   "psgpo_prm_oracle"], [0, 1, 2]),
 }
@@ -87,6 +87,9 @@ LAST_ITERATIONS = 5  # hacking indicators: mean over this many final iterations
 
 def run_name(arm: str, seed: int) -> str:
     return f"{arm}_s{seed}"
+
+
+assert all(name.replace("_", "").isalnum() for name in VARIANTS), "run names: letters, digits, _"
 
 
 def read_summary(workdir: str) -> dict:

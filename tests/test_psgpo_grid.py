@@ -130,7 +130,7 @@ def test_config_flag_values_parse_back():
                                                                               "psgpo_grid.py"))
     grid = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(grid)
-    lambda_fail = grid.VARIANTS["psgpo_lambda0.1"][1]["rl.lambda_fail"]
+    lambda_fail = grid.VARIANTS["psgpo_lambda0p1"][1]["rl.lambda_fail"]
     proc = subprocess.run(
         [sys.executable, "-c", PARSE_FLAGS, "--config=configs/rl_ppo.py:psgpo",
          *grid._prm_flags("bs_revised"), f"--config.rl.lambda_fail={grid._flag_value(lambda_fail)}"],

@@ -50,6 +50,9 @@ STOP_EOS, STOP_STRING, STOP_LENGTH = "eos", "stop_string", "length"
 # Steps of the innermost fixed-length decode loop; a chunk stops early after any such run.
 INNER_STEPS = 8
 _DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32768)
+# Prompt tokens (prompts × padded prompt length) prefilled per batch: a generate call with more
+# is split into batches (same samples: keys depend on the prompt's index in the call).
+MAX_PREFILL_TOKENS = 1 << 20
 
 
 class SamplingError(ValueError):
@@ -176,18 +179,20 @@ def _constrain_rows(tree, mesh):
 
 @functools.partial(jax.jit, static_argnames=(
     "graphdef", "n", "cache_len", "width", "cache_dtype", "mesh", "top_k", "use_top_p", "greedy"))
-def _start(graphdef, params, tokens_PxL, mask_PxL, base_key, n_prompts, settings, eos_ids, *,
-           n: int, cache_len: int, width: int, cache_dtype, mesh, top_k: int, use_top_p: bool,
-           greedy: bool) -> _State:
+def _start(graphdef, params, tokens_PxL, mask_PxL, base_key, n_prompts, prompt_offset, settings,
+           eos_ids, *, n: int, cache_len: int, width: int, cache_dtype, mesh, top_k: int,
+           use_top_p: bool, greedy: bool) -> _State:
     """One call: cache init, prefill of each distinct prompt, its cache repeated for its `n`
     samples (row r is sample r mod n of prompt r div n), and the first token of every row
-    sampled. Rows of padding prompts (index ≥ n_prompts) start done."""
+    sampled. Rows of padding prompts (index ≥ n_prompts) start done. `prompt_offset` is the
+    index of this batch's first prompt in the caller's list (batches of one generate call)."""
     model = nnx.merge(graphdef, params)
     prompts = tokens_PxL.shape[0]
     row_prompt = jnp.arange(prompts * n) // n
-    # Key of (prompt p, sample s) depends only on (seed, p, s): batch-composition invariant.
+    # Key of (prompt p, sample s) depends only on (seed, p, s): batch-composition invariant,
+    # so splitting a call into batches samples what one batch would.
     keys_B = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(base_key, p), s))(
-        row_prompt, jnp.arange(prompts * n) % n)
+        row_prompt + prompt_offset, jnp.arange(prompts * n) % n)
     cache = _constrain_rows(KVCache.init(model.config, prompts, cache_len, cache_dtype), mesh)
     hidden_PxLxD, cache = model.backbone(tokens_PxL, mask_BxT=mask_PxL, cache=cache)
     logits = model.logits_from_hidden(hidden_PxLxD[:, -1])
@@ -274,12 +279,18 @@ class Sampler:
     """Generates from a `CausalLM` with its tokenizer; see the module docstring."""
 
     def __init__(self, model, tokenizer, *, mesh=None, prompt_buckets: Sequence[int] = _DEFAULT_BUCKETS,
-                 batch_multiple: int = 8, chunk: int = 64, cache_dtype=None):
+                 batch_multiple: int = 8, chunk: int = 64, cache_dtype=None,
+                 max_prefill_tokens: int | None = MAX_PREFILL_TOKENS):
         if hasattr(model, "score_w"):
             raise SamplingError("sampling needs a model with an LM head (CausalLM), not a scalar head")
         if len(tokenizer) > model.config.vocab_size:
             raise SamplingError(f"tokenizer has {len(tokenizer)} tokens but the model's vocab_size "
                                 f"is {model.config.vocab_size}")
+        if max_prefill_tokens is not None and not (isinstance(max_prefill_tokens, int)
+                                                   and max_prefill_tokens > 0):
+            raise SamplingError(f"max_prefill_tokens must be a positive integer or None, got "
+                                f"{max_prefill_tokens!r}")
+        self.max_prefill_tokens = max_prefill_tokens
         for name, value in (("chunk", chunk), ("batch_multiple", batch_multiple)):
             if not (isinstance(value, int) and value > 0):
                 raise SamplingError(f"{name} must be a positive integer, got {value!r}")
@@ -360,6 +371,25 @@ class Sampler:
             raise SamplingError(
                 f"prompt of {longest} tokens + max_new_tokens={max_new} exceeds the model's "
                 f"max_position_embeddings={self.config.max_position_embeddings}")
+        # Batches of at most max_prefill_tokens prompt tokens (memory grows with prompts ×
+        # prompt length in the prefill, and with rows in the cache), one prompt length for all.
+        per_batch = len(ids) if self.max_prefill_tokens is None else max(
+            1, self.max_prefill_tokens // p_len)
+        out = SampleBatch([], [], [], [], [], [], [], [])
+        for first in range(0, len(ids), per_batch):
+            part = self._generate_batch(ids[first:first + per_batch], first, p_len, config, eos_arr,
+                                        seed, detokenize)
+            out.prompt_index.extend(first + p for p in part.prompt_index)
+            for field in ("sample_index", "token_ids", "texts", "logprobs", "sampling_logprobs",
+                          "stop_reasons", "offsets"):
+                getattr(out, field).extend(getattr(part, field))
+        return out
+
+    def _generate_batch(self, ids, prompt_offset: int, p_len: int, config: SamplingConfig,
+                        eos_arr, seed: int, detokenize: bool) -> SampleBatch:
+        """`generate` for prompts `ids` (token lists) left-padded to `p_len`; prompt indices in
+        the result are local to this batch."""
+        max_new = config.max_new_tokens
         n_prompts = len(ids)
         # Pad the prompt count to a row bucket of multiples of `step`, so that rows = prompts × n
         # is a multiple of batch_multiple, the prefill's prompt rows divide over the
@@ -391,7 +421,8 @@ class Sampler:
         static = dict(top_k=config.top_k, use_top_p=config.top_p < 1.0,
                       greedy=config.temperature == 0)
         state = _start(self.graphdef, self.params, self._place(tokens), self._place(mask),
-                       seed_key(seed), np.int32(n_prompts), settings, eos_arr,
+                       seed_key(seed), np.int32(n_prompts), np.int32(prompt_offset), settings,
+                       eos_arr,
                        n=n, cache_len=self._cache_len(p_len + chunk, full_len), width=width,
                        cache_dtype=self.cache_dtype, mesh=self.mesh, **static)
         stopped_by_string = np.zeros(rows, bool)

@@ -154,3 +154,24 @@ def test_short_generations_stop_early(model, tokenizer, monkeypatch):
     assert out.token_ids[0][-1] == first[2] and out.stop_reasons == ["eos"]
     chunk, step = steps[-1]
     assert chunk == 64 and step <= 1 + sampling.INNER_STEPS
+
+
+@pytest.mark.parametrize("temperature,top_p", [(0.0, 1.0), (1.0, 0.9)])
+def test_a_call_split_into_prefill_batches_samples_what_one_batch_samples(model, tokenizer,
+                                                                          temperature, top_p):
+    """max_prefill_tokens bounds the prompts prefilled at once; keys depend on each prompt's
+    index in the call, so 13 prompts in batches of 4 give the tokens and log-probs of one
+    batch."""
+    prompts = _prompts(13, seed=3)
+    config = SamplingConfig(temperature=temperature, top_p=top_p, n=2, max_new_tokens=12,
+                            eos_ids=())
+    whole = Sampler(model, tokenizer, max_prefill_tokens=None).generate(
+        prompts, config, seed=5, detokenize=False)
+    split = Sampler(model, tokenizer, max_prefill_tokens=4 * 16).generate(  # p_len 16: 4 prompts
+        prompts, config, seed=5, detokenize=False)
+    assert split.prompt_index == whole.prompt_index and split.sample_index == whole.sample_index
+    assert split.token_ids == whole.token_ids
+    for a, b in zip(split.logprobs, whole.logprobs):
+        np.testing.assert_allclose(a, b, atol=1e-5)
+    with pytest.raises(sampling.SamplingError, match="max_prefill_tokens"):
+        Sampler(model, tokenizer, max_prefill_tokens=0)

@@ -152,9 +152,11 @@ def _check_settings(root: str, name: str, expected: dict) -> None:
         return
     with open(path) as f:
         stored = json.load(f)
+    def normal(value):  # JSON stores tuples as lists
+        return list(value) if isinstance(value, (list, tuple)) else value
+
     differences = [f"rl.{k}: stored {stored[k]!r}, asked {v!r}" for k, v in expected.items()
-                   if k in stored and (list(stored[k]) if isinstance(stored[k], (list, tuple)) else stored[k])
-                   != (list(v) if isinstance(v, (list, tuple)) else v)]
+                   if k in stored and normal(stored[k]) != normal(v)]
     if differences:
         raise SystemExit(f"run {name} in {root} was made with other settings ({'; '.join(differences)}); "
                          "use a fresh workdir (a copy of the pipeline run) for these settings")
@@ -233,11 +235,10 @@ def collect_run(workdir: str, arm: str, seed: int, extra: list[str] = ()) -> dic
             "hacking_curves": {key: series.get(key, []) for key, _ in HACKING}}
 
 
-def _matrix(runs: list[dict], key: str, columns: np.ndarray) -> np.ndarray:
-    rows = []
-    for r in runs:
-        rows.append([np.nan if p["passed"] is None else p["passed"] for p in r[key]])
-    return np.asarray(rows, dtype=np.float64)[:, columns]
+def _matrix(runs: list[dict], key: str) -> np.ndarray:
+    """passed[seed, problem] of `runs` (NaN where the sandbox could not score)."""
+    return np.asarray([[np.nan if p["passed"] is None else p["passed"] for p in r[key]]
+                       for r in runs], dtype=np.float64)
 
 
 def _ci_dict(mean_low_high) -> dict:
@@ -265,7 +266,8 @@ def analyse(runs_by_arm: dict[str, list[dict]], seeds: list[int]) -> dict:
     subsets[f"SFT response > {median:g} tokens"] = np.flatnonzero(sft_tokens > median)
     subsets = {k: v for k, v in subsets.items() if len(v)}
 
-    sft = _matrix([first], "problems_before", np.arange(len(ids)))
+    sft = _matrix([first], "problems_before")
+    outcomes = {arm: _matrix(runs, "problems_after") for arm, runs in runs_by_arm.items()}
     report = {"problems": len(ids), "seeds": seeds, "subsets": {k: len(v) for k, v in subsets.items()},
               "arms": {"sft": {"subsets": {k: _ci_dict(grid_stats.bootstrap_ci(sft[:, cols]))
                                            for k, cols in subsets.items()}}}}
@@ -274,12 +276,11 @@ def analyse(runs_by_arm: dict[str, list[dict]], seeds: list[int]) -> dict:
         mean, half = grid_stats.t_interval(entry["per_seed"])
         entry["t_interval"] = {"mean": mean, "half_width": half}
         for name, cols in subsets.items():
-            entry["subsets"][name] = _ci_dict(grid_stats.bootstrap_ci(_matrix(runs, "problems_after", cols)))
+            entry["subsets"][name] = _ci_dict(grid_stats.bootstrap_ci(outcomes[arm][:, cols]))
         if arm != BASELINE and BASELINE in runs_by_arm:
             entry["vs_" + BASELINE] = {
-                name: _ci_dict(grid_stats.paired_difference_ci(
-                    _matrix(runs, "problems_after", cols),
-                    _matrix(runs_by_arm[BASELINE], "problems_after", cols)))
+                name: _ci_dict(grid_stats.paired_difference_ci(outcomes[arm][:, cols],
+                                                               outcomes[BASELINE][:, cols]))
                 for name, cols in subsets.items()}
             diffs = [a["pass@1"] - b["pass@1"] for a, b in zip(runs, runs_by_arm[BASELINE])]
             sd = float(np.std(diffs, ddof=1)) if len(diffs) > 1 else float("nan")
@@ -356,21 +357,18 @@ def write_csv(runs_by_arm: dict[str, list[dict]], out: str) -> None:
                                  **r["hacking"]})
 
 
-def _pyplot():
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    return plt
+def _by_step(curves: list[list[tuple[int, float]]]) -> tuple[list[int], np.ndarray]:
+    """Seeds' (step, value) curves on common steps: (steps, values [seeds, steps], NaN where a
+    seed did not log a step)."""
+    steps = sorted({s for curve in curves for s, _ in curve})
+    return steps, np.asarray([[dict(curve).get(s, np.nan) for s in steps] for curve in curves])
 
 
 def plot_curves(runs_by_arm: dict[str, list[dict]], out: str) -> None:
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, ax = plt.subplots(figsize=(6, 4))
     for arm, runs in runs_by_arm.items():
-        steps = sorted({s for r in runs for s, _ in r["curve"]})
-        values = np.asarray([[dict(r["curve"]).get(s, np.nan) for s in steps] for r in runs])
+        steps, values = _by_step([r["curve"] for r in runs])
         mean = np.nanmean(values, axis=0)
         line, = ax.plot(steps, mean, marker="o", label=f"{arm} ({len(runs)} seeds)")
         if len(runs) > 1:
@@ -386,7 +384,7 @@ def plot_curves(runs_by_arm: dict[str, list[dict]], out: str) -> None:
 
 
 def plot_by_horizon(report: dict, out: str) -> None:
-    plt = _pyplot()
+    plt = plots.pyplot()
     names = [s for s in report["subsets"] if s.startswith("H=")]
     arms = list(report["arms"])
     fig, ax = plt.subplots(figsize=(max(6, 1.2 * len(names) * len(arms) / 3), 4))
@@ -407,15 +405,13 @@ def plot_by_horizon(report: dict, out: str) -> None:
 
 
 def plot_hacking(runs_by_arm: dict[str, list[dict]], out: str) -> None:
-    plt = _pyplot()
+    plt = plots.pyplot()
     fig, axes = plt.subplots(1, len(HACKING), figsize=(4 * len(HACKING), 3.2))
     for ax, (key, title) in zip(axes, HACKING):
         for arm, runs in runs_by_arm.items():
-            steps = sorted({s for r in runs for s, _ in r["hacking_curves"][key]})
+            steps, values = _by_step([r["hacking_curves"][key] for r in runs])
             if not steps:
                 continue
-            values = np.asarray([[dict(r["hacking_curves"][key]).get(s, np.nan) for s in steps]
-                                 for r in runs])
             ax.plot(steps, np.nanmean(values, axis=0), label=arm)
         ax.set_title(title, fontsize=9)
         ax.set_xlabel("RL iteration")

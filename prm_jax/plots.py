@@ -72,14 +72,20 @@ def moving_average(values: np.ndarray, window: int) -> np.ndarray:
     return np.convolve(padded, np.ones(window) / window, mode="valid")
 
 
-def _panel_grid(n: int):
-    """A figure with `n` panels, three per row: (pyplot, figure, flat list of n axes); the
-    unused axes of the last row are switched off."""
+def pyplot():
+    """matplotlib.pyplot on the headless Agg backend (no display on training hosts)."""
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    return plt
+
+
+def _panel_grid(n: int):
+    """A figure with `n` panels, three per row: (pyplot, figure, flat list of n axes); the
+    unused axes of the last row are switched off."""
+    plt = pyplot()
     cols = min(3, n)
     rows = (n + cols - 1) // cols
     fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols, 2.8 * rows), squeeze=False)
@@ -169,11 +175,7 @@ def label_cost_accuracy(accuracy: dict, out_path: str) -> str | None:
     methods = {m: a for m, a in accuracy.items() if isinstance(a, dict) and "kappa" in a}
     if not methods:
         return None
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
+    plt = pyplot()
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.4))
     for i, (method, a) in enumerate(sorted(methods.items())):
         x, colour = a["rollouts_per_response"], f"C{i % 10}"

@@ -69,14 +69,15 @@ def np_rloo(r, m, group):
     return adv[:, None] * m
 
 
-def np_prime(r, m, group):  # PRIME recipe compute_rloo_advantage_return, one reward source
+def np_prime(r, at, m, group):  # PRIME recipe compute_rloo_advantage_return, one reward source
+    """`masked_rloo` over the source's reward entries `at`, then returns-to-go over the response."""
+    at = at * m
     out = np.zeros(r.shape)
-    means = np_masked_mean(r, m, axis=-1)
+    means = np.array([r[i][at[i] > 0].mean() if at[i].any() else 0.0 for i in range(len(r))])
     for idx in np_scorable_groups(m, group):
         n = len(idx)
         for i in idx:
-            out[i] = r[i] * n / (n - 1) - means[idx].sum() / (n - 1)
-    out *= m
+            out[i] = (r[i] * n / (n - 1) - means[idx].sum() / (n - 1)) * at[i]
     return np.flip(np.cumsum(np.flip(out, -1), -1), -1) * m
 
 
@@ -164,11 +165,37 @@ def test_group_estimators_match_ports():
     r, _, m = _batch(5, B=8, T=6)
     group = np.array([0, 0, 0, 0, 1, 1, 2, 2])
     m[6] = 0  # group 2 keeps one scorable sample: advantage 0
-    for fn, ref in ((algos.grpo_advantages, np_grpo), (algos.rloo_advantages, np_rloo),
-                    (algos.prime_rloo_returns, np_prime)):
+    for fn, ref in ((algos.grpo_advantages, np_grpo), (algos.rloo_advantages, np_rloo)):
         got = np.asarray(fn(r, m, group, 3))
         np.testing.assert_allclose(got, ref(r, m, group), atol=1e-4, err_msg=fn.__name__)
         assert (got[7] == 0).all() and (got[3] == 0).all(), fn.__name__
+    at = (np.random.default_rng(6).random(r.shape) < 0.4).astype(np.float32)
+    at[0] = 0  # a sample with no reward entry: mean 0, still in its group
+    got = np.asarray(algos.prime_rloo_returns(r, at, m, group, 3))
+    np.testing.assert_allclose(got, np_prime(r, at, m, group), atol=1e-4)
+    assert (got[7] == 0).all() and (got[3] == 0).all()
+
+
+def test_prime_outcome_is_rloo_at_every_token_whatever_the_length():
+    """With the outcome as its one entry on the last token, the PRIME estimator is RLOO on the
+    sequence reward, R_i − mean_{j≠i} R_j, at every token: no length or position dependence (a
+    baseline taken per token would penalise a long passing response)."""
+    lengths, passed = [2, 9, 5, 9], [1.0, 1.0, 0.0, 0.0]
+    B, T = len(lengths), 9
+    m = np.zeros((B, T), np.float32)
+    r = np.zeros((B, T), np.float32)
+    at = np.zeros((B, T), np.float32)
+    for i, (n, p) in enumerate(zip(lengths, passed)):
+        m[i, :n] = 1
+        r[i, n - 1] = p
+        at[i, n - 1] = 1
+    got = np.asarray(algos.prime_rloo_returns(r, at, m, np.zeros(B, np.int32), 1))
+    for i, n in enumerate(lengths):
+        loo = passed[i] - np.mean([passed[j] for j in range(B) if j != i])
+        np.testing.assert_allclose(got[i, :n], loo, atol=1e-6)
+        assert (got[i, n:] == 0).all()
+    np.testing.assert_allclose(got[:, 0], np.asarray(algos.rloo_advantages(r, m, np.zeros(B, np.int32), 1))[:, 0],
+                               atol=1e-6)
 
 
 def test_all_failing_group_outcome_only_is_zero_but_dense_separates():
@@ -181,7 +208,12 @@ def test_all_failing_group_outcome_only_is_zero_but_dense_separates():
     dense[:2, 1] = 0.125  # good first line
     dense[2:, 1] = -0.125  # bad first line
     group = np.zeros(B, np.int32)
-    parts = {"outcome": outcome, "dense": np.zeros_like(dense), "kl": np.zeros_like(dense)}
+    outcome_at = np.zeros((B, T), np.float32)
+    outcome_at[:, -1] = 1
+    dense_at = np.zeros((B, T), np.float32)
+    dense_at[:, 1] = 1
+    parts = {"outcome": outcome, "dense": np.zeros_like(dense), "kl": np.zeros_like(dense),
+             "outcome_at": outcome_at, "dense_at": dense_at}
     for name in ("grpo", "rloo"):
         adv, _ = algos.ESTIMATORS[name](parts, None, m, group, 1, gamma=1.0, lam=1.0, whiten=False)
         assert np.abs(np.asarray(adv)).max() == 0

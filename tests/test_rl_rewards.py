@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from prm_jax.rl.rewards import RewardConfig, scored_lines, token_rewards
+from prm_jax.rl.rewards import RewardConfig, reward_positions, scored_lines, token_rewards
 
 # '    a = f(x)\n    # check\n\n    return a' + EOS; token 6 merges "\n\n    " (two lines end in it
 # only if both are lines: here the blank line is not a line, so the comment ends there alone).
@@ -39,6 +39,15 @@ def test_stop_string_and_truncated_rows():
     (outcome, dense), tokens = _rewards(TEXT, OFFSETS, "length", passed=False)
     assert tokens == [3, 6] and dense[8] == 0
     assert dense[3] == pytest.approx(0.25 / 1 * 0.8)
+
+
+def test_reward_positions_mark_the_outcome_token_and_code_line_tokens():
+    lines, tokens = scored_lines(TEXT, OFFSETS + [EOS], "eos")
+    outcome_at, dense_at = reward_positions(10, lines, tokens, RewardConfig())
+    assert np.flatnonzero(outcome_at).tolist() == [9]
+    assert np.flatnonzero(dense_at).tolist() == [3, 8]  # the comment line (token 6) is no entry
+    _, dense_at = reward_positions(10, lines, tokens, RewardConfig(dense=False))
+    assert dense_at.sum() == 0
 
 
 def test_comment_lines_get_exactly_zero_whatever_the_prm_says():
@@ -115,5 +124,7 @@ def test_empty_responses_are_masked_or_scored_as_failures_by_config():
     np.testing.assert_array_equal(scored.response_mask[0], [1, 0, 0, 0])
     parts = reward_parts(scored, None, RewardConfig(dense=False, empty="score", outcome_fail=-0.5))
     np.testing.assert_array_equal(parts["outcome"][0], [-0.5, 0, 0, 0])
+    np.testing.assert_array_equal(parts["outcome_at"], [[1, 0, 0, 0], [0, 0, 0, 1]])
+    np.testing.assert_array_equal(parts["dense_at"], np.zeros((2, 4)))
     with pytest.raises(ValueError, match="empty='drop'"):
         RewardConfig(empty="drop")

@@ -115,21 +115,27 @@ def rloo_advantages(rewards_BxN, mask_BxN, group_B, num_groups: int):
     return adv[:, None] * mask
 
 
-def prime_rloo_returns(rewards_BxN, mask_BxN, group_B, num_groups: int):
-    """PRIME-style leave-one-out per token for one reward source (PRIME recipe
-    `compute_rloo_advantage_return`), then returns-to-go:
+def prime_rloo_returns(rewards_BxN, reward_at_BxN, mask_BxN, group_B, num_groups: int):
+    """PRIME-style leave-one-out for one reward source (PRIME recipe `compute_rloo_advantage_return`,
+    its `masked_rloo`), then returns-to-go:
 
-        r'_{i,t} = r_{i,t}·n/(n−1) − (Σ_j mean_t r_{j,t})/(n−1),   A_{i,t} = Σ_{t' ≥ t} r'_{i,t'}
-    where mean_t r_{j,t} is sample j's mean token reward and n the group's scorable count.
-    Applied to the outcome (on the last token) and to the dense line rewards separately and summed,
-    it gives every token its own process-reward advantage. Groups with n < 2 get 0."""
+        r'_{i,t} = r_{i,t}·n/(n−1) − (Σ_j m_j)/(n−1)   at the source's reward entries (reward_at = 1)
+        A_{i,t} = Σ_{t' ≥ t} r'_{i,t'}
+    where m_j is sample j's mean reward over *its reward entries* and n the group's scorable count.
+    For the outcome (one entry, the last token) this is RLOO, R_i − mean_{j≠i} R_j, at every token
+    of the response whatever its length; for dense line rewards (entries = code lines' reward
+    tokens) it gives every line its own leave-one-out credit. Taking the mean and the baseline
+    over every token instead would subtract the baseline once per token, so long responses would
+    be penalised for their length. A scorable sample without entries (no code line) has m = 0.
+    Groups with n < 2 get 0."""
     mask = mask_BxN.astype(jnp.float32)
+    at = reward_at_BxN.astype(jnp.float32) * mask
     scorable = mask.sum(-1) > 0
-    per_sample_mean = masked_mean(rewards_BxN, mask, axis=-1)
+    per_sample_mean = masked_mean(rewards_BxN, at, axis=-1)
     count, total, _ = _group_stats(per_sample_mean, scorable, group_B, num_groups)
     n = count[group_B][:, None]
     shaped = rewards_BxN * n / jnp.maximum(n - 1, 1.0) - total[group_B][:, None] / jnp.maximum(n - 1, 1.0)
-    shaped = jnp.where((n >= 2) & scorable[:, None], shaped, 0.0) * mask
+    shaped = jnp.where((n >= 2) & scorable[:, None], shaped, 0.0) * at
     returns = jnp.flip(jnp.cumsum(jnp.flip(shaped, -1), -1), -1)
     return returns * mask
 
@@ -211,7 +217,8 @@ def _grpo_estimator(parts, values, mask, group, num_groups, *, gamma, lam, white
 
 @register_estimator("rloo")
 def _rloo_estimator(parts, values, mask, group, num_groups, *, gamma, lam, whiten):
-    """PRIME-style: per-token leave-one-out returns of the outcome and of the dense rewards, summed."""
-    adv = (prime_rloo_returns(parts["outcome"], mask, group, num_groups)
-           + prime_rloo_returns(parts["dense"], mask, group, num_groups))
+    """PRIME-style: leave-one-out returns of the outcome and of the dense rewards, each over its
+    own reward entries (`parts["outcome_at"]`, `parts["dense_at"]`), summed."""
+    adv = (prime_rloo_returns(parts["outcome"], parts["outcome_at"], mask, group, num_groups)
+           + prime_rloo_returns(parts["dense"], parts["dense_at"], mask, group, num_groups))
     return adv, jnp.zeros_like(adv)

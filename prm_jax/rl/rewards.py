@@ -101,7 +101,7 @@ def token_rewards(num_tokens: int, lines: Sequence[lines_lib.Line], tokens: Sequ
     if not config.dense or not lines:
         return outcome, dense
     lam = config.lambda_pass if passed else config.lambda_fail
-    code = [i for i, line in enumerate(lines) if not line.is_comment]
+    code = _code_lines(lines)
     if config.normalize_by == "code_lines":
         T = len(code)
     else:
@@ -119,3 +119,26 @@ def token_rewards(num_tokens: int, lines: Sequence[lines_lib.Line], tokens: Sequ
             previous = s[i]
     dense = lines_lib.scatter_rewards(num_tokens, tokens, values)
     return outcome, dense
+
+
+def reward_positions(num_tokens: int, lines: Sequence[lines_lib.Line], tokens: Sequence[int],
+                     config: RewardConfig) -> tuple[np.ndarray, np.ndarray]:
+    """(outcome_at, dense_at): 0/1 vectors of length `num_tokens` marking where `token_rewards`
+    places each reward source — the last token for the outcome, the reward tokens of the code
+    lines for the dense term (none when `config.dense` is off). Leave-one-out baselines that work
+    per reward entry (PRIME) need these positions: a baseline subtracted at every token would
+    make the advantage depend on the response's length."""
+    outcome_at = np.zeros(num_tokens, np.float32)
+    dense_at = np.zeros(num_tokens, np.float32)
+    if num_tokens == 0:
+        return outcome_at, dense_at
+    outcome_at[-1] = 1.0
+    if config.dense:
+        for i in _code_lines(lines):
+            dense_at[tokens[i]] = 1.0
+    return outcome_at, dense_at
+
+
+def _code_lines(lines: Sequence[lines_lib.Line]) -> list[int]:
+    """Indices of the lines that earn dense rewards (comment lines earn exactly 0)."""
+    return [i for i, line in enumerate(lines) if not line.is_comment]

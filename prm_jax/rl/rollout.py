@@ -22,7 +22,7 @@ from typing import Sequence
 
 import numpy as np
 
-from prm_jax.rl.rewards import RewardConfig, scored_lines, token_rewards
+from prm_jax.rl.rewards import RewardConfig, reward_positions, scored_lines, token_rewards
 
 MASK_INFRA, MASK_EMPTY, MASK_TRUNCATED = "infrastructure_error", "empty", "truncated"
 
@@ -113,10 +113,13 @@ def build_rollout(prompt_ids: Sequence[Sequence[int]], out, passed: Sequence[boo
 def reward_parts(batch: RolloutBatch, prm_values_BxN: np.ndarray | None,
                  config: RewardConfig) -> dict[str, np.ndarray]:
     """Per-token `outcome` and `dense` rewards `[B, N]` (rewards.token_rewards per row; the PRM
-    value of a line is `prm_values_BxN[row, reward token]`). Masked rows are all 0."""
+    value of a line is `prm_values_BxN[row, reward token]`) and where each source places its
+    rewards, `outcome_at` and `dense_at` (rewards.reward_positions). Masked rows are all 0."""
     B, N = batch.response_mask.shape
     outcome = np.zeros((B, N), np.float32)
     dense = np.zeros((B, N), np.float32)
+    outcome_at = np.zeros((B, N), np.float32)
+    dense_at = np.zeros((B, N), np.float32)
     for r in range(batch.size):
         if batch.mask_reason[r] is not None:
             continue
@@ -127,4 +130,5 @@ def reward_parts(batch: RolloutBatch, prm_values_BxN: np.ndarray | None,
         o, d = token_rewards(n, batch.lines[r], tokens, scores, bool(batch.passed[r]), config,
                              num_all_lines=batch.num_lines[r])
         outcome[r, :n], dense[r, :n] = o, d
-    return {"outcome": outcome, "dense": dense}
+        outcome_at[r, :n], dense_at[r, :n] = reward_positions(n, batch.lines[r], tokens, config)
+    return {"outcome": outcome, "dense": dense, "outcome_at": outcome_at, "dense_at": dense_at}

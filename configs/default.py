@@ -3,8 +3,8 @@
   python -m prm_jax.main --config=configs/default.py --workdir=runs/default
 
 Stages, in the paper's order (about 11 minutes on a 2-core CPU): `sft` trains a 2-layer d=128
-decoder on synthetic references (H = 1..4, 15% of step lines preceded by a comment) and exports
-it (runs/default/policy, and a snapshot at step 300); `rl_baseline` runs PPO on the unit-test
+decoder for 1,500 steps on 8,000 synthetic references (H = 1..4, 15% of step lines preceded by a
+comment) and exports it (runs/default/policy, and a snapshot at step 750); `rl_baseline` runs PPO on the unit-test
 reward alone (critic from the policy) for 20 iterations of 16 prompts × 4 samples, exporting the
 policy at iterations 5, 10, 15, 20; `sample` draws one response per labelling problem from each
 of those 4 checkpoints and executes them; `label` labels them by binary search (PSGPO, K = 4,
@@ -66,13 +66,13 @@ def get_config() -> ml_collections.ConfigDict:
 
     # Synthetic suite.
     config.data = ml_collections.ConfigDict(dict(
-        seed=0, num_train=3000, num_test=48, min_horizon=1, max_horizon=4, comment_fraction=0.15))
+        seed=0, num_train=8000, num_test=192, min_horizon=1, max_horizon=4, comment_fraction=0.15))
     # snapshot_steps: SFT steps whose policy is exported too (responses from several checkpoints);
     # logits_chunk (here and in the RL sections): sequence positions of logits computed at a time
     # for the log-probs (memory only; 0 = the full [B, T, V] logits).
     config.sft = ml_collections.ConfigDict(dict(
-        steps=600, batch_size=16, learning_rate=3e-3, warmup_steps=30, checkpoint_every=100,
-        seq_len=256, snapshot_steps=(300,), logits_chunk=128))
+        steps=1500, batch_size=16, learning_rate=3e-3, warmup_steps=30, checkpoint_every=250,
+        seq_len=256, snapshot_steps=(750,), logits_chunk=128))
     # Responses per labelling problem: n from the final SFT policy, snapshot_n from each SFT
     # snapshot, rl_baseline_n from each of the rl_baseline run's snapshots (the paper's source).
     config.sample = ml_collections.ConfigDict(dict(

@@ -45,7 +45,7 @@ def test_rl_arm_on_a_workdir_keeps_its_values(tmp_path):
     assert arm.stages == ("rl",) and arm.rl.estimator == "grpo" and arm.rl.name == "grpo"
     assert arm.data.num_train == 64 and arm.model.hidden_size == 64
     # Without the workdir the arm starts from the default config.
-    assert _config_module("rl_ppo").get_config("grpo").data.num_train == 3000
+    assert _config_module("rl_ppo").get_config("grpo").data.num_train == 8000
 
 
 def test_an_arm_never_inherits_the_previous_arm(tmp_path):

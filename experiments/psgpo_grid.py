@@ -277,6 +277,14 @@ def analyse(runs_by_arm: dict[str, list[dict]], seeds: list[int]) -> dict:
         entry["t_interval"] = {"mean": mean, "half_width": half}
         for name, cols in subsets.items():
             entry["subsets"][name] = _ci_dict(grid_stats.bootstrap_ci(outcomes[arm][:, cols]))
+        # Did RL move the policy? The SFT policy is deterministic (greedy), so its row repeats
+        # over seeds and the paired bootstrap resamples problems (and this arm's seeds).
+        entry["vs_sft"] = {name: _ci_dict(grid_stats.paired_difference_ci(
+            outcomes[arm][:, cols], np.repeat(sft[:, cols], len(runs), axis=0)))
+            for name, cols in subsets.items()}
+        gains = [r["pass@1"] - r["pass@1_before"] for r in runs]
+        mean, half = grid_stats.t_interval(gains)
+        entry["gain_over_sft_t_interval"] = {"per_seed": gains, "mean": mean, "half_width": half}
         if arm != BASELINE and BASELINE in runs_by_arm:
             entry["vs_" + BASELINE] = {
                 name: _ci_dict(grid_stats.paired_difference_ci(outcomes[arm][:, cols],
@@ -317,11 +325,13 @@ def write_table(report: dict, out: str) -> str:
              "sources, the completions labelling them cost, and its probe pair accuracy / AUROC "
              "(right vs wrong line; chance 0.5).", "",
              "| arm | " + " | ".join(f"{s} (n={report['subsets'][s]})" for s in subsets)
-             + f" | Δ vs {BASELINE} (all) | RL s/run | PRM labels | labelling rollouts | PRM probe |",
-             "|---" * (len(subsets) + 6) + "|"]
+             + f" | Δ vs SFT (all) | Δ vs {BASELINE} (all) | RL s/run | PRM labels | labelling rollouts | PRM probe |",
+             "|---" * (len(subsets) + 7) + "|"]
     for arm, entry in report["arms"].items():
         delta = entry.get("vs_" + BASELINE, {}).get("all")
+        gain = entry.get("vs_sft", {}).get("all")
         lines.append(f"| {arm} | " + " | ".join(_fmt(entry["subsets"][s]) for s in subsets)
+                     + f" | {_fmt(gain) if gain else '–'}"
                      + f" | {_fmt(delta) if delta else '–'}"
                      + (f" | {entry['rl_seconds']:.0f}" if "rl_seconds" in entry else " | –")
                      + f" | {_prm_text(entry.get('prm', {}))} |")
@@ -333,6 +343,11 @@ def write_table(report: dict, out: str) -> str:
                          + ", ".join(f"{d:+.3f}" for d in p["per_seed_differences"])
                          + f"; SD {p['sd']:.3f}; minimum detectable effect (α = 0.05, power 0.8) "
                            f"{p['minimum_detectable_effect']:.3f}; seeds for 0.05: {p['seeds_for_0.05']}")
+    for arm, entry in report["arms"].items():
+        if "gain_over_sft_t_interval" in entry:
+            g = entry["gain_over_sft_t_interval"]
+            lines.append(f"* {arm} − SFT per seed: " + ", ".join(f"{d:+.3f}" for d in g["per_seed"])
+                         + f"; mean {g['mean']:+.3f} ± {g['half_width']:.3f} (95% t over seeds)")
     lines.append(f"* Binomial SE of one pass@1 on {report['problems']} problems: "
                  f"{report['binomial_se_one_run']:.3f}")
     text = "\n".join(lines) + "\n"

@@ -57,6 +57,14 @@ def test_tiny_grid_end_to_end(small_run, tmp_path):
     delta = report["arms"]["psgpo"]["vs_sparse"]["all"]
     assert (delta["mean"], delta["low"], delta["high"]) == \
         grid_stats.paired_difference_ci(matrix("psgpo"), matrix("sparse"))
+    sft = np.asarray([[np.nan if p["passed"] is None else p["passed"]
+                       for p in report["runs"]["sparse"][0]["problems_before"]]], float)
+    gain = report["arms"]["psgpo"]["vs_sft"]["all"]
+    assert (gain["mean"], gain["low"], gain["high"]) == \
+        grid_stats.paired_difference_ci(matrix("psgpo"), np.repeat(sft, 2, axis=0))
+    assert np.allclose(report["arms"]["sparse"]["gain_over_sft_t_interval"]["per_seed"],
+                       [after[f"sparse_s{s}"]["test"]["pass@1"]
+                        - after[f"sparse_s{s}"]["test_before"]["pass@1"] for s in (0, 1)])
     power = report["arms"]["psgpo"]["power"]
     assert np.allclose(power["per_seed_differences"],
                        [after[f"psgpo_s{s}"]["test"]["pass@1"] - after[f"sparse_s{s}"]["test"]["pass@1"]
@@ -66,6 +74,7 @@ def test_tiny_grid_end_to_end(small_run, tmp_path):
     assert sum(report["subsets"][k] for k in horizons) == report["problems"]
     table = (out / "table.md").read_text()
     assert "| sft |" in table and "| psgpo |" in table and "minimum detectable effect" in table
+    assert "Δ vs SFT" in table and "sparse − SFT per seed" in table
     for name in ("pass_at_1_curves.png", "pass_at_1_by_horizon.png", "hacking.png"):
         assert (out / name).read_bytes()[:8] == PNG
 

@@ -2,7 +2,7 @@
 
   python -m prm_jax.main --config=configs/default.py --workdir=runs/default
 
-Stages, in the paper's order (about 11 minutes on a 2-core CPU): `sft` trains a 2-layer d=128
+Stages, in the paper's order (about 12 minutes on a 2-core CPU): `sft` trains a 2-layer d=128
 decoder for 1,500 steps on 8,000 synthetic references (H = 1..4, 15% of step lines preceded by a
 comment) and exports it (runs/default/policy, and a snapshot at step 750); `rl_baseline` runs PPO on the unit-test
 reward alone (critic from the policy) for 20 iterations of 16 prompts × 4 samples, exporting the

@@ -59,8 +59,10 @@ def read_jsonl(path: str, what: str = "file") -> list[dict]:
 
 
 def write_atomic(path: str, text: str) -> None:
-    """Writes `path.partial`, then renames it over `path`: readers never see half a file."""
-    tmp = path + ".partial"
+    """Writes `path.partial.<pid>`, then renames it over `path`: readers never see half a file,
+    and two processes writing one file (two runs started at once in one workdir) do not take
+    each other's temporary file — the last rename wins."""
+    tmp = f"{path}.partial.{os.getpid()}"
     with open(tmp, "w", encoding="utf-8") as f:
         f.write(text)
         f.flush()

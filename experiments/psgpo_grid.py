@@ -22,7 +22,8 @@ Grids (`--grid`, or `--arms` and `--seeds` explicitly):
           "revised only" (the paper's ablation), and ground-truth labels (an upper bound) — beside
           psgpo (the pipeline's PRM) and sparse, × seeds 0–2. Each such PRM is trained once, in
           <workdir>/prm_variants/<name>/, a workdir linking the pipeline's policy and labels.
-"sft" (the SFT policy, every run's starting point) is always reported; it has no seeds.
+"sft" (the SFT policy, every run's starting point) is always reported; it has no seeds. Every
+arm is compared with it on the same problems (Δ vs SFT) and with `sparse` (Δ vs sparse).
 
 Writes to --out: results.csv (one row per arm × seed: config, seed, pass@1 before/after, by
 horizon, cost, hacking indicators), results.json (everything, with the per-problem outcomes),

@@ -93,12 +93,10 @@ def token_rewards(num_tokens: int, lines: Sequence[lines_lib.Line], tokens: Sequ
     lines/tokens: from `scored_lines`; prm_scores: the PRM value at each line's reward token;
     num_all_lines: the response's non-blank line count (for T under "all_lines").
     """
-    outcome = np.zeros(num_tokens, np.float32)
+    outcome = _outcome_position(num_tokens) * np.float32(config.outcome_pass if passed
+                                                         else config.outcome_fail)
     dense = np.zeros(num_tokens, np.float32)
-    if num_tokens == 0:
-        return outcome, dense
-    outcome[-1] = config.outcome_pass if passed else config.outcome_fail
-    if not config.dense or not lines:
+    if num_tokens == 0 or not config.dense or not lines:
         return outcome, dense
     lam = config.lambda_pass if passed else config.lambda_fail
     code = _code_lines(lines)
@@ -128,15 +126,19 @@ def reward_positions(num_tokens: int, lines: Sequence[lines_lib.Line], tokens: S
     lines for the dense term (none when `config.dense` is off). Leave-one-out baselines that work
     per reward entry (PRIME) need these positions: a baseline subtracted at every token would
     make the advantage depend on the response's length."""
-    outcome_at = np.zeros(num_tokens, np.float32)
     dense_at = np.zeros(num_tokens, np.float32)
-    if num_tokens == 0:
-        return outcome_at, dense_at
-    outcome_at[-1] = 1.0
-    if config.dense:
+    if num_tokens and config.dense:
         for i in _code_lines(lines):
             dense_at[tokens[i]] = 1.0
-    return outcome_at, dense_at
+    return _outcome_position(num_tokens), dense_at
+
+
+def _outcome_position(num_tokens: int) -> np.ndarray:
+    """1 on the response's last token (where the unit-test outcome sits), 0 elsewhere."""
+    at = np.zeros(num_tokens, np.float32)
+    if num_tokens:
+        at[-1] = 1.0
+    return at
 
 
 def _code_lines(lines: Sequence[lines_lib.Line]) -> list[int]:

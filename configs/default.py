@@ -12,8 +12,9 @@ completions from the outcome-only run's policy), a random failing subset by per-
 Carlo, correct ones by mutation, and mutates the references of 1,200 further training tasks (AST
 mutants — incl. any-literal and line-transplant mutants — + 2 policy rewrites per line, labelled
 by execution), then measures every method against
-the synthetic suite's ground truth; `prm_train` trains the PRM (policy backbone + scalar head,
-MSE on line-end tokens) on the reference-mutation labels; `prm_eval` runs the counterfactual
+the synthetic suite's ground truth; `prm_train` trains the PRM (policy backbone + scalar head +
+a likelihood term read from its own LM head, MSE on line-end tokens) on the reference-mutation
+labels; `prm_eval` runs the counterfactual
 probe and scores policy responses on held-out compositions against ground truth, and draws
 runs/default/prm_lines.png; `rl` runs PSGPO (PPO + dense PRM line rewards + critic initialised
 from the PRM) from the SFT policy with the same budget and seeds as `rl_baseline`. Both RL runs
@@ -86,12 +87,14 @@ def get_config() -> ml_collections.ConfigDict:
         mutation_per_line=3, reference_tasks=1200, teacher_n=2, teacher_temperature=1.0,
         ground_truth=True))
     # label_sources: label files the PRM trains on ("oracle" = ground truth, upper bound only);
+    # likelihood_clip: the PRM adds a·max(m, −10)/10, m = the least likely response token so far
+    # under its own LM head (`ScalarHeadModel`; 0 = the scalar head alone);
     # probe_problems / eval_n: prm_eval's held-out-composition tasks and responses per task.
     config.prm = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
         loss="prm_mse", selection="full", label_sources=("reference_mutation",),
-        line_token_targets=False, pair_weight=1.0, heldout_fraction=0.0, probe_problems=96,
-        eval_n=2))
+        line_token_targets=False, pair_weight=1.0, likelihood_clip=10.0, heldout_fraction=0.0,
+        probe_problems=96, eval_n=2))
 
     # Stage "rl_baseline": the paper's first RL run — PPO on the unit-test reward only, critic
     # from the policy — exporting its policy at `snapshots` evenly spaced iterations for `sample`.

@@ -181,6 +181,9 @@ class PRMConfig(TrainSection):
     line_token_targets: bool = False
     # Weight of the counterfactual pair term when loss="prm_mse_pair" (train.losses).
     pair_weight: float = 1.0
+    # > 0: the PRM adds a likelihood term a·max(m_t, −c)/c with c = likelihood_clip (nats), m_t
+    # the least likely response token so far under its own LM head (`ScalarHeadModel`).
+    likelihood_clip: float = 0.0
     # Fraction of labelled tasks held out from PRM training (0 = none; the PRM is evaluated on
     # held-out compositions by prm_eval either way).
     heldout_fraction: float = 0.0
@@ -200,7 +203,7 @@ class PRMConfig(TrainSection):
         _need(bool(self.label_sources) and all(x in PRM_LABEL_SOURCES for x in self.label_sources),
               "prm.label_sources", self.label_sources, f"a non-empty subset of {PRM_LABEL_SOURCES}")
         _positive(self, "prm", "probe_problems", "eval_n")
-        _non_negative(self, "prm", "pair_weight")
+        _non_negative(self, "prm", "pair_weight", "likelihood_clip")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)

@@ -121,6 +121,12 @@ def test_scalar_head_forward_on_a_mesh():
                            mask_BxT=np.asarray([[1, 1, 1], [1, 1, 0]], bool))[0])
     np.testing.assert_allclose(got[0], ref[0, [0, 2]], atol=1e-5)
     np.testing.assert_allclose(got[1], ref[1, [1]], atol=1e-5)
+    # A PRM with a likelihood term reads each row's response start, sharded like the rows.
+    prm = ScalarHeadModel(CONFIG, rngs=__import__("flax").nnx.Rngs(2), likelihood_clip=8.0)
+    starts = np.arange(8, dtype=np.int32) % 5
+    expected = np.asarray(prm(batch["tokens"], mask_BxT=batch["mask"], response_start_B=starts)[0])
+    np.testing.assert_allclose(np.asarray(ShardedModel(prm, mesh).forward(
+        batch["tokens"], batch["mask"], response_start_B=starts)), expected, atol=1e-5)
 
 
 # Qwen2.5-0.5B's head ratio (14 query heads, 2 KV heads) and a Llama-like one (8 and 2), small.

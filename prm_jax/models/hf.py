@@ -47,6 +47,11 @@ class TensorSpec:
     to_hf: Callable[[np.ndarray], np.ndarray]
 
 
+# A scalar head's likelihood term (`ScalarHeadModel`): its clip in config.json, its weight tensor.
+LIKELIHOOD_CLIP_KEY = "prm_likelihood_clip"
+LIKELIHOOD_WEIGHT = "score.likelihood_weight"
+
+
 def _identity(x):
     return x
 
@@ -65,8 +70,11 @@ def _out_proj(n, h, d):
     return (lambda w: w.T.reshape(n, h, d)), (lambda w: w.reshape(n * h, d).T)
 
 
-def tensor_specs(config: DecoderConfig, head: str) -> dict[str, TensorSpec]:
-    """HF tensor name → TensorSpec for a model with `head` in {"lm", "scalar"}."""
+def tensor_specs(config: DecoderConfig, head: str, *,
+                 likelihood: bool = False) -> dict[str, TensorSpec]:
+    """HF tensor name → TensorSpec for a model with `head` in {"lm", "scalar"}; `likelihood`:
+    a scalar head with a likelihood term (`score.likelihood_weight`, and `lm_head.weight` when
+    the embeddings are not tied)."""
     d, f, v = config.hidden_size, config.intermediate_size, config.vocab_size
     n, k, h = config.num_heads, config.num_kv_heads, config.dim_per_head
     specs: dict[str, TensorSpec] = {}
@@ -101,6 +109,10 @@ def tensor_specs(config: DecoderConfig, head: str) -> dict[str, TensorSpec]:
     elif head == "scalar":
         add("score.weight", ("score_w",), (1, d), _linear((d, 1)))
         add("score.bias", ("score_b",), (1,))
+        if likelihood:
+            add(LIKELIHOOD_WEIGHT, ("score_likelihood_weight",), (1,))
+            if not config.tie_word_embeddings:
+                add("lm_head.weight", ("lm_head",), (v, d), _linear((d, v)))
     else:
         raise ValueError(f"head={head!r} is not one of 'lm', 'scalar'")
     return specs
@@ -169,7 +181,8 @@ def hf_decoder_config(path: str, **overrides) -> DecoderConfig:
 
 def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32",
                     param_dtype: str = "float32", remat: bool = False,
-                    mesh: jax.sharding.Mesh | None = None, rules=None, seed: int = 0):
+                    mesh: jax.sharding.Mesh | None = None, rules=None, seed: int = 0,
+                    likelihood_clip: float = 0.0):
     """Loads a HF checkpoint directory into a `CausalLM` or `ScalarHeadModel`.
 
     Args:
@@ -180,6 +193,9 @@ def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32
       dtype / param_dtype: compute and storage dtypes.
       remat: recompute each block's activations in the backward pass (`DecoderConfig.remat`).
       mesh: if given, every parameter is placed on it per `prm_jax.sharding` rules as it is read.
+      likelihood_clip: a fresh scalar head on a causal-LM checkpoint gets a likelihood term with
+        this clip (`ScalarHeadModel`; its weight starts at 1, the LM head is the checkpoint's);
+        a scalar-head checkpoint brings its own (`prm_likelihood_clip` in config.json).
     Raises:
       CheckpointError naming the offending tensor for missing, unexpected or mis-shaped tensors.
     """
@@ -191,8 +207,16 @@ def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32
     if ckpt_head == "scalar" and head == "lm":
         raise CheckpointError(f"{path} holds a scalar-head model; it has no LM head to load")
     config = hf_decoder_config(path, dtype=dtype, param_dtype=param_dtype, remat=remat)
-    model = nnx.eval_shape(lambda: build_model(config, head=head, seed=seed))
-    expected = tensor_specs(config, head)
+    if ckpt_head == "scalar":
+        stored = float(hf_config.get(LIKELIHOOD_CLIP_KEY, 0.0))
+        if likelihood_clip and likelihood_clip != stored:
+            raise CheckpointError(f"{path} has {LIKELIHOOD_CLIP_KEY}={stored}, not {likelihood_clip}")
+        likelihood_clip = stored
+    elif head == "lm":
+        likelihood_clip = 0.0
+    model = nnx.eval_shape(lambda: build_model(config, head=head, seed=seed,
+                                               likelihood_clip=likelihood_clip))
+    expected = tensor_specs(config, head, likelihood=bool(likelihood_clip))
     rules = rules or sharding_lib.LOGICAL_RULES
     target = np.dtype(config.weight_dtype)
 
@@ -229,6 +253,10 @@ def load_pretrained(path: str, *, head: str | None = None, dtype: str = "float32
         for name, value in zip(("score.weight", "score.bias"), init_score_head(config, seed)):
             place(_variable(model, expected[name].path), np.asarray(value, target), name)
             missing.remove(name)
+        if likelihood_clip:
+            place(_variable(model, expected[LIKELIHOOD_WEIGHT].path), np.ones((1,), target),
+                  LIKELIHOOD_WEIGHT)
+            missing.remove(LIKELIHOOD_WEIGHT)
     if missing:
         raise CheckpointError(f"{path}: missing tensors {missing[:8]}"
                               f"{' …' if len(missing) > 8 else ''} ({len(missing)} in all)")
@@ -247,9 +275,12 @@ def save_pretrained(model: CausalLM | ScalarHeadModel, path: str, *, tokenizer=N
     head = "scalar" if isinstance(model, ScalarHeadModel) else "lm"
     config = model.config
     store = np.dtype(jnp.dtype(dtype or config.param_dtype))
-    specs = tensor_specs(config, head)
+    clip = getattr(model, "likelihood_clip", 0.0)
+    specs = tensor_specs(config, head, likelihood=bool(clip))
     os.makedirs(path, exist_ok=True)
     hf_config = config.to_hf_dict(scalar_head=head == "scalar")
+    if clip:
+        hf_config[LIKELIHOOD_CLIP_KEY] = clip
     hf_config["torch_dtype"] = hf_config["dtype"] = str(jnp.dtype(store))
     with open(os.path.join(path, "config.json"), "w") as f:
         json.dump(hf_config, f, indent=2)

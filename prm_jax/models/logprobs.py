@@ -95,3 +95,24 @@ def lm_logprobs(model, tokens_BxL, mask_BxL, *, start: int, stop: int,
     hidden, _ = model.backbone(tokens_BxL, mask_BxT=mask_BxL)
     return chunked_logprobs(hidden[:, start:stop], model.compute_unembedding_DxV(), targets,
                             temperature=temperature, chunk=chunk, with_entropy=with_entropy)
+
+
+def token_logprobs(hidden_BxTxD, unembed_DxV, tokens_BxT, *, chunk: int = LOGITS_CHUNK):
+    """log p(x_s | x_<s) at every position s, float32 `[B,T]` (0 at s = 0), from the hidden
+    states h_{s−1} through `chunked_logprobs`."""
+    logp = chunked_logprobs(hidden_BxTxD[:, :-1], unembed_DxV, tokens_BxT[:, 1:],
+                            chunk=chunk)
+    return jnp.pad(logp, ((0, 0), (1, 0)))
+
+
+def running_min_logprob(hidden_BxTxD, unembed_DxV, tokens_BxT, mask_BxT, start_B, *,
+                        chunk: int = LOGITS_CHUNK):
+    """m_t = min over real tokens s with start ≤ s ≤ t of log p(x_s | x_<s), float32 `[B,T]`;
+    0 where there is no such s (before the response starts). `start_B`: each row's first
+    response position."""
+    logp = token_logprobs(hidden_BxTxD, unembed_DxV, tokens_BxT, chunk=chunk)
+    positions = jnp.arange(tokens_BxT.shape[1])[None, :]
+    valid = positions >= jnp.asarray(start_B, jnp.int32)[:, None]
+    if mask_BxT is not None:
+        valid = valid & mask_BxT.astype(bool)
+    return jax.lax.cummin(jnp.where(valid, logp, 0.0), axis=1)

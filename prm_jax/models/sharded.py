@@ -26,6 +26,8 @@ class ShardedModel:
         self.mesh, self.config = mesh, model.config
         # A scalar head outputs [B,T] values, an LM head [B,T,V] logits.
         self.is_scalar_head = hasattr(model, "score_w")
+        # A PRM with a likelihood term needs each row's response start (`ScalarHeadModel`).
+        self.needs_response_start = bool(getattr(model, "likelihood_clip", 0.0))
         self.graphdef, params = nnx.split(model, nnx.Param)
         if mesh is not None:
             self.param_shardings = sharding_lib.state_shardings(params, mesh, rules)
@@ -59,27 +61,42 @@ class ShardedModel:
 
     def _compiled_forward(self, out_ndim: int):
         if out_ndim not in self._forwards:
-            def forward(params, tokens, mask):
-                return nnx.merge(self.graphdef, params)(tokens, mask_BxT=mask)[0]
+            def forward(params, tokens, mask, starts):
+                model = nnx.merge(self.graphdef, params)
+                if self.needs_response_start:
+                    return model(tokens, mask_BxT=mask, response_start_B=starts)[0]
+                return model(tokens, mask_BxT=mask)[0]
 
             if self.mesh is None:
                 self._forwards[out_ndim] = jax.jit(forward)
             else:
                 batch = sharding_lib.batch_sharding(self.mesh)
                 self._forwards[out_ndim] = jax.jit(
-                    forward, in_shardings=(self.param_shardings, batch, batch),
+                    forward, in_shardings=(self.param_shardings, batch, batch,
+                                           sharding_lib.batch_sharding(self.mesh, 1)),
                     out_shardings=sharding_lib.batch_sharding(self.mesh, out_ndim))
         return self._forwards[out_ndim]
 
-    def forward(self, tokens_BxT, mask_BxT, params: nnx.State | None = None) -> jax.Array:
-        """float32 outputs `[B,T,...]` (logits, or one value per token for a scalar head)."""
-        batch = self.shard_batch({"tokens": np.asarray(tokens_BxT), "mask": np.asarray(mask_BxT)})
+    def forward(self, tokens_BxT, mask_BxT, params: nnx.State | None = None,
+                response_start_B=None) -> jax.Array:
+        """float32 outputs `[B,T,...]` (logits, or one value per token for a scalar head).
+        `response_start_B`: each row's first response position — required by a PRM with a
+        likelihood term, ignored otherwise."""
+        if self.needs_response_start and response_start_B is None:
+            raise ValueError("this PRM has a likelihood term: forward needs response_start_B")
+        tokens = np.asarray(tokens_BxT)
+        starts = np.zeros(tokens.shape[0], np.int32) if response_start_B is None else \
+            np.asarray(response_start_B, np.int32)
+        batch = self.shard_batch({"tokens": tokens, "mask": np.asarray(mask_BxT), "starts": starts})
         forward = self._compiled_forward(2 if self.is_scalar_head else 3)
-        return forward(self.params if params is None else params, batch["tokens"], batch["mask"])
+        return forward(self.params if params is None else params, batch["tokens"], batch["mask"],
+                       batch["starts"])
 
     def values_at(self, token_ids: Sequence[Sequence[int]], positions: Sequence[Sequence[int]], *,
-                  batch_size: int = 16, bucket: int = 64) -> list[list[float]]:
-        """A scalar-head model's outputs at the given positions of each token-id sequence.
+                  batch_size: int = 16, bucket: int = 64,
+                  response_starts: Sequence[int] | None = None) -> list[list[float]]:
+        """A scalar-head model's outputs at the given positions of each token-id sequence
+        (`response_starts`: each sequence's first response position, see `forward`).
 
         Sequences are right-padded to a multiple of `bucket` and run `batch_size` at a time (the
         last batch padded with dummy rows), so few shapes compile.
@@ -99,6 +116,10 @@ class ShardedModel:
                 tokens[i, :len(ids)] = ids
                 mask[i, :len(ids)] = True
             mask[len(chunk):, 0] = True
-            values = distributed.to_host(self.forward(tokens, mask))
+            starts = None
+            if response_starts is not None:
+                starts = np.zeros(batch_size, np.int32)
+                starts[:len(chunk)] = response_starts[start:start + batch_size]
+            values = distributed.to_host(self.forward(tokens, mask, response_start_B=starts))
             out.extend([float(values[i, t]) for t in pos] for i, (_, pos) in enumerate(chunk))
         return out

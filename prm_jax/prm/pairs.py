@@ -81,6 +81,7 @@ def pair_examples(rows: Sequence[dict], tokenizer, seq_len: int) -> tuple[list[d
             "mask": np.stack([own["mask"], partner["mask"]]),
             "targets": np.stack([own["targets"], partner["targets"]]),
             "target_mask": np.stack([own["target_mask"], no_targets]),
+            "response_start": np.stack([own["response_start"], partner["response_start"]]),
             "pair_pos": np.asarray(pos, np.int32),
             "pair_valid": np.float32(valid),
         })

@@ -18,4 +18,5 @@ def score_lines(model, tokenizer, prompts: Sequence[str], responses: Sequence[st
     sharded = model if isinstance(model, ShardedModel) else ShardedModel(model, mesh)
     encoded = [lines_lib.encode(tokenizer, p, r) for p, r in zip(prompts, responses)]
     return sharded.values_at([e.ids for e in encoded], [e.reward_positions for e in encoded],
-                             batch_size=batch_size, bucket=bucket)
+                             batch_size=batch_size, bucket=bucket,
+                             response_starts=[e.prompt_len for e in encoded])

@@ -1,6 +1,7 @@
 """Where the critic starts: the PRM (PSGPO's value initialisation) or the policy (baseline).
 
-  "prm"         exact copy of the PRM's backbone and head: V(prefix) = PRM(prefix)
+  "prm"         exact copy of the PRM's backbone and linear head: V(prefix) = PRM(prefix) (a
+                PRM's likelihood term is not copied: the critic is a plain value head)
   "prm_affine"  the copy with the head rescaled, V = a·PRM + c (folded into w and b, so the
                 critic stays a plain ScalarHeadModel that exports as HF TokenClassification);
                 (a, c) given, or fitted by least squares to the first rollout batch's returns

@@ -32,6 +32,7 @@ from prm_jax.models.logprobs import LOGITS_CHUNK, lm_logprobs
 from prm_jax.models.sharded import ShardedModel
 from prm_jax.rl import algos
 from prm_jax.rl.rollout import RolloutBatch
+from prm_jax.train.losses import prm_values
 from prm_jax.train.step import ShardedTrainer, TrainState
 
 
@@ -122,7 +123,8 @@ class PPOLearner:
             values = nnx.merge(self.critic.graphdef, critic_params)(tokens, mask_BxT=attention)[0]
             out["values"] = values[:, P - 1:P + N - 1]
         if prm_params is not None:
-            scores = nnx.merge(self.prm.graphdef, prm_params)(tokens, mask_BxT=attention)[0]
+            starts = jnp.full((tokens.shape[0],), P, jnp.int32)  # responses start at P
+            scores = prm_values(nnx.merge(self.prm.graphdef, prm_params), tokens, attention, starts)
             out["prm"] = scores[:, P:P + N]
         return out
 

@@ -67,7 +67,8 @@ def run(ctx: StageContext) -> dict:
     examples, skipped = make(train_rows, tok, config.sft.seq_len)
     print(f"PRM: {len(examples)} training responses ({skipped} skipped)")
     mesh = ctx.mesh
-    model = load_run_model(config, wd.policy, head="scalar", seed=config.seed)
+    model = load_run_model(config, wd.policy, head="scalar", seed=config.seed,
+                           likelihood_clip=config.prm.likelihood_clip)
     loss = config.prm.loss
     if loss == "prm_mse_pair":
         loss = functools.partial(losses.prm_mse_pair_loss, pair_weight=config.prm.pair_weight)

@@ -39,7 +39,8 @@ def sft_examples(problems: Sequence, tokenizer, seq_len: int) -> tuple[list[dict
 
 
 def prm_example(tokenizer, row: dict, seq_len: int) -> dict | None:
-    """Targets = line labels at each line's reward token (lines.py contract)."""
+    """Targets = line labels at each line's reward token (lines.py contract);
+    `response_start` = the first response token's position."""
     enc = lines_lib.encode(tokenizer, row["prompt"], row["response"])
     if not enc.response_len or len(enc.ids) > seq_len:
         return None
@@ -51,7 +52,8 @@ def prm_example(tokenizer, row: dict, seq_len: int) -> dict | None:
     ids = np.asarray(enc.ids, np.int32)
     full_targets, full_mask = targets, target_mask.astype(np.int32)
     return {"tokens": pad_to(ids, seq_len), "mask": pad_to(np.ones(len(ids), np.int32), seq_len),
-            "targets": pad_to(full_targets, seq_len), "target_mask": pad_to(full_mask, seq_len)}
+            "targets": pad_to(full_targets, seq_len), "target_mask": pad_to(full_mask, seq_len),
+            "response_start": np.int32(enc.prompt_len)}
 
 
 def prm_examples(rows: Sequence[dict], tokenizer, seq_len: int) -> tuple[list[dict], int]:

@@ -28,10 +28,18 @@ def next_token_loss(model, batch, *,
     return loss, {"loss": loss, "tokens": weights.sum()}
 
 
+def prm_values(model, tokens, mask, response_start):
+    """A scalar-head model's values `[B,T]`; a PRM with a likelihood term also reads each
+    row's response start (batch key `response_start`)."""
+    if getattr(model, "likelihood_clip", 0.0):
+        return model(tokens, mask_BxT=mask.astype(bool), response_start_B=response_start)[0]
+    return model(tokens, mask_BxT=mask.astype(bool))[0]
+
+
 def prm_mse_loss(model, batch) -> tuple[jax.Array, dict]:
     """Mean squared error between the scalar head and line labels in {+1, 0, −1}, on line-end
     (reward) tokens only: Σ m_t (v_t − y_t)² / Σ m_t (PSGPO's choice)."""
-    values, _ = model(batch["tokens"], mask_BxT=batch["mask"].astype(bool))
+    values = prm_values(model, batch["tokens"], batch["mask"], batch.get("response_start"))
     loss, metrics = _line_mse(values, batch["targets"], batch["target_mask"])
     return loss, {"loss": loss, **metrics}
 
@@ -61,7 +69,8 @@ def prm_mse_pair_loss(model, batch, pair_weight: float = PAIR_WEIGHT) -> tuple[j
     reference), `pair_pos` [B, 2] the line's reward positions, `pair_valid` [B]."""
     b, two, t = batch["tokens"].shape
     flat = {k: batch[k].reshape(b * two, t) for k in ("tokens", "mask", "targets", "target_mask")}
-    values, _ = model(flat["tokens"], mask_BxT=flat["mask"].astype(bool))
+    starts = batch["response_start"].reshape(b * two) if "response_start" in batch else None
+    values = prm_values(model, flat["tokens"], flat["mask"], starts)
     mse, line_metrics = _line_mse(values, flat["targets"], flat["target_mask"])
     v = values.reshape(b, two, t)
     pos = batch["pair_pos"].astype(jnp.int32)
@@ -79,7 +88,7 @@ def prm_mse_pair_loss(model, batch, pair_weight: float = PAIR_WEIGHT) -> tuple[j
 
 def prm_bce_loss(model, batch) -> tuple[jax.Array, dict]:
     """Binary cross-entropy of sigmoid(v_t) against (y_t + 1) / 2 on non-neutral line-end tokens."""
-    values, _ = model(batch["tokens"], mask_BxT=batch["mask"].astype(bool))
+    values = prm_values(model, batch["tokens"], batch["mask"], batch.get("response_start"))
     weights = batch["target_mask"].astype(jnp.float32) * (batch["targets"] != 0)
     labels = (batch["targets"] + 1.0) / 2.0
     per_token = optax.losses.sigmoid_binary_cross_entropy(values, labels)

@@ -13,8 +13,8 @@ Carlo, correct ones by mutation, and mutates the references of 1,200 further tra
 mutants — incl. any-literal and line-transplant mutants — + 2 policy rewrites per line, labelled
 by execution), then measures every method against
 the synthetic suite's ground truth; `prm_train` trains the PRM (policy backbone + scalar head +
-a likelihood term read from its own LM head, MSE on line-end tokens) on the reference-mutation
-labels; `prm_eval` runs the counterfactual
+a likelihood term read from its own LM head, MSE on line-end tokens) on all four label files
+(reference mutation, binary search, Monte Carlo, mutation); `prm_eval` runs the counterfactual
 probe and scores policy responses on held-out compositions against ground truth, and draws
 runs/default/prm_lines.png; `rl` runs PSGPO (PPO + dense PRM line rewards + critic initialised
 from the PRM) from the SFT policy with the same budget and seeds as `rl_baseline`. Both RL runs
@@ -92,7 +92,8 @@ def get_config() -> ml_collections.ConfigDict:
     # probe_problems / eval_n: prm_eval's held-out-composition tasks and responses per task.
     config.prm = ml_collections.ConfigDict(dict(
         steps=600, batch_size=16, learning_rate=1e-3, warmup_steps=20, checkpoint_every=100,
-        loss="prm_mse", selection="full", label_sources=("reference_mutation",),
+        loss="prm_mse", selection="full",
+        label_sources=("reference_mutation", "binary_search", "monte_carlo", "mutation"),
         line_token_targets=False, pair_weight=1.0, likelihood_clip=10.0, heldout_fraction=0.0,
         probe_problems=96, eval_n=2))
 

@@ -78,6 +78,24 @@ def write_json_atomic(path: str, obj: Any) -> None:
     write_atomic(path, json.dumps(obj, indent=2, default=str) + "\n")
 
 
+def merge_json_atomic(path: str, updates: dict) -> dict:
+    """Merges `updates` into the JSON object stored at `path` (created if absent) and returns
+    the result. Read, merge and write happen under an exclusive `flock` on `path.lock`, so
+    processes merging into one file (RL arms finishing in one workdir) keep each other's
+    entries; the write itself is `write_atomic`."""
+    import fcntl
+
+    with open(f"{path}.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        current = {}
+        if os.path.exists(path):
+            with open(path, encoding="utf-8") as f:
+                current = json.load(f)
+        current.update(updates)
+        write_json_atomic(path, current)
+    return current
+
+
 def check_output_path(path: str, *, overwrite: bool, what: str = "--out") -> str:
     """Absolute `path` after checking it can be written: its folder exists, it is not a
     directory, and it does not exist unless `overwrite`. Raises FileNotFoundError/FileExistsError."""

@@ -3,7 +3,8 @@
 The `ml_collections.ConfigDict` stops here: it becomes a validated `RunConfig` (absolute paths)
 before anything is written. A workdir that already holds a run is resumed only if no
 result-changing key differs from its `config.json`. `summary.json` merges each stage's results
-into what earlier invocations wrote, and is rewritten atomically after every stage.
+into what earlier invocations wrote — and what concurrent ones write — after every stage (under a
+lock, atomically).
 """
 
 from __future__ import annotations
@@ -18,7 +19,7 @@ from absl import logging
 
 from prm_jax import config_utils, distributed, sharding
 from prm_jax.data.problem import ProblemError
-from prm_jax.jsonio import JsonlError, write_json_atomic
+from prm_jax.jsonio import JsonlError, merge_json_atomic, write_json_atomic
 from prm_jax.models import config as model_config, hf
 from prm_jax.models.factory import check_model
 from prm_jax.run_config import RL_STAGES, RunConfig, flatten, result_changing_differences
@@ -106,7 +107,6 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
     for section in _rl_runs(run_config):
         os.makedirs(wd.path(section.name), exist_ok=True)
         write_json_atomic(rl_config_path(wd, section.name), dataclasses.asdict(section))
-    summary = _previous(wd.summary)
     results = {}
     for stage in run_config.stages:
         logging.info("stage %s", stage)
@@ -115,7 +115,7 @@ def run(config: ml_collections.ConfigDict, workdir: str) -> dict:
         key = getattr(run_config, stage).name if stage in RL_STAGES else stage
         results[key] = STAGES[stage](ctx)
         results[key]["stage_seconds"] = round(time.perf_counter() - start, 1)
-        summary[key] = results[key]
-        # Written after every stage, so a partial run still leaves its summary.
-        write_json_atomic(wd.summary, summary)
+        # Merged after every stage, so a partial run still leaves its summary, and runs in one
+        # workdir (RL arms started side by side) keep each other's entries.
+        merge_json_atomic(wd.summary, {key: results[key]})
     return results

@@ -113,3 +113,20 @@ def test_scoring_and_the_loss_pass_each_rows_response_start(tmp_path):
         ShardedModel(prm).forward(batch["tokens"], batch["mask"])
     loss, metrics = losses.prm_mse_loss(prm, batch)
     assert np.isfinite(float(loss)) and float(metrics["lines"]) == sum(len(s) for s in scores)
+
+
+def test_transformers_loads_the_linear_head_of_a_likelihood_prm(tmp_path):
+    import torch
+    import transformers
+
+    lm = build_model(_config(True), head="lm", seed=3)
+    save_pretrained(lm, str(tmp_path / "lm"))
+    prm = load_pretrained(str(tmp_path / "lm"), head="scalar", likelihood_clip=CLIP, seed=1)
+    save_pretrained(prm, str(tmp_path / "prm"))
+    hf = transformers.AutoModelForTokenClassification.from_pretrained(tmp_path / "prm").eval()
+    tokens = np.random.default_rng(2).integers(0, 1024, (2, 9)).astype(np.int32)
+    with torch.no_grad():
+        got = hf(input_ids=torch.tensor(tokens, dtype=torch.long)).logits[..., 0].numpy()
+    hidden = np.asarray(prm.backbone(tokens)[0])
+    linear = hidden @ np.asarray(prm.score_w[...])[:, 0] + float(prm.score_b[...][0])
+    np.testing.assert_allclose(got, linear, atol=1e-4)

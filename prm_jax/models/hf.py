@@ -2,7 +2,10 @@
 
 Supported checkpoints: `LlamaForCausalLM`, `Qwen2ForCausalLM` (LM head) and
 `LlamaForTokenClassification`, `Qwen2ForTokenClassification` with `num_labels=1` (scalar head:
-PRM and critic). `tensor_specs` is the single name/layout mapping between the two worlds:
+PRM and critic; a PRM with a likelihood term adds `score.likelihood_weight` — and `lm_head.weight`
+when the embeddings are untied — and `prm_likelihood_clip` in config.json, which transformers
+ignores: it loads the linear head alone). `tensor_specs` is the single name/layout mapping
+between the two worlds:
 
   HF Linear weight `[out, in]`  →  ours `[in, out]` (q/k/v split into `[D, heads, head_dim]`,
   o_proj into `[heads, head_dim, D]`); embeddings and norms are unchanged.

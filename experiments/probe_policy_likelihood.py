@@ -45,18 +45,11 @@ def line_scores(model, tokenizer, prompt: str, response: str) -> dict[str, list[
 def failing_responses(workdir: str):
     """prm_eval's responses of the run in `workdir` and their ground truth (kept ones only)."""
     from prm_jax import run as run_lib
-    from prm_jax.prm import ground_truth
-    from prm_jax.prm.rollouts import SandboxVerifier
     from prm_jax.run_config import config_dict_from_workdir
-    from prm_jax.sandbox import SandboxPool
     from prm_jax.stages import prm_eval
 
     ctx = run_lib.prepare(config_dict_from_workdir(workdir), workdir)
-    problems = prm_eval.probe_problems(ctx.config)
-    items = [(p, r) for p, r in prm_eval.sample_responses(ctx, problems) if r.strip()]
-    with SandboxPool() as pool:
-        truths = ground_truth.ground_truth([(p, r, None) for p, r in items], SandboxVerifier(pool))
-    return [(item, t) for item, t in zip(items, truths) if not t.masked and t.labels]
+    return prm_eval.judged_responses(ctx, prm_eval.probe_problems(ctx.config))[0]
 
 
 def main():

@@ -22,12 +22,12 @@ def lm_logits(hidden_xD: jax.Array, unembedding_DxV: jax.Array) -> jax.Array:
                       preferred_element_type=jnp.float32)
 
 
-class CausalLM(nnx.Module):
-    """Decoder + LM head. `__call__` returns float32 logits `[B,T,V]` and the updated cache."""
+class _Unembedding:
+    """The LM head's weights of a model with `.config` and `.backbone`: the tied embedding, or
+    an `lm_head` parameter the model owns (`_add_lm_head`). Shared by `CausalLM` and a PRM
+    with a likelihood term."""
 
-    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
-        self.config = config
-        self.backbone = Decoder(config, rngs=rngs)
+    def _add_lm_head(self, config: DecoderConfig, rngs: nnx.Rngs) -> None:
         if not config.tie_word_embeddings:
             self.lm_head = _param(rngs, (config.hidden_size, config.vocab_size), ("embed", "vocab"),
                                   config)
@@ -37,15 +37,24 @@ class CausalLM(nnx.Module):
             return self.backbone.embed[...].T
         return self.lm_head[...]
 
+    def compute_unembedding_DxV(self) -> jax.Array:
+        """The unembedding in compute dtype: what `lm_logits` multiplies hidden states by."""
+        return self.unembedding_DxV().astype(self.config.compute_dtype)
+
+
+class CausalLM(_Unembedding, nnx.Module):
+    """Decoder + LM head. `__call__` returns float32 logits `[B,T,V]` and the updated cache."""
+
+    def __init__(self, config: DecoderConfig, *, rngs: nnx.Rngs):
+        self.config = config
+        self.backbone = Decoder(config, rngs=rngs)
+        self._add_lm_head(config, rngs)
+
     def __call__(self, tokens_BxT, *, mask_BxT=None, positions_BxT=None,
                  cache: KVCache | None = None):
         hidden_BxTxD, cache = self.backbone(
             tokens_BxT, mask_BxT=mask_BxT, positions_BxT=positions_BxT, cache=cache)
         return self.logits_from_hidden(hidden_BxTxD), cache
-
-    def compute_unembedding_DxV(self) -> jax.Array:
-        """The unembedding in compute dtype: what `lm_logits` multiplies hidden states by."""
-        return self.unembedding_DxV().astype(self.config.compute_dtype)
 
     def logits_from_hidden(self, hidden_BxTxD: jax.Array) -> jax.Array:
         """float32 logits of hidden states `[..., D]` (the sampler applies it to the last
@@ -60,7 +69,7 @@ def init_score_head(config: DecoderConfig, key) -> tuple[jax.Array, jax.Array]:
     return 0.02 * jax.random.normal(key, (config.hidden_size, 1), jnp.float32), jnp.zeros((1,), jnp.float32)
 
 
-class ScalarHeadModel(nnx.Module):
+class ScalarHeadModel(_Unembedding, nnx.Module):
     """Decoder + linear scalar head: one float32 value per token, `[B,T]`.
 
     value_t = h_t · w + b. Exports as HF `*ForTokenClassification` with `num_labels=1`.
@@ -72,7 +81,7 @@ class ScalarHeadModel(nnx.Module):
         m_t = min_{s0 ≤ s ≤ t} log p(x_s | x_<s)        (0 for t < s0),
 
     the least likely response token so far, s0 = `response_start_B` (the first response
-    token's position; required). A wrong constant or operation is a token the policy-initialised
+    token's position; required with the term, ignored without it). A wrong constant or operation is a token the policy-initialised
     backbone finds unlikely, which the scalar head at the line's last token cannot read from
     one hidden state; m_t is monotone, so every line after an unlikely one scores lower too
     (the prefix semantics of PRM labels). `a` is the trained `score_likelihood_weight`.
@@ -96,9 +105,7 @@ class ScalarHeadModel(nnx.Module):
         if self.likelihood_clip:
             self.score_likelihood_weight = nnx.Param(
                 jnp.full((1,), likelihood_weight, config.weight_dtype), logical_axes=("score",))
-            if not config.tie_word_embeddings:
-                self.lm_head = _param(rngs, (config.hidden_size, config.vocab_size),
-                                      ("embed", "vocab"), config)
+            self._add_lm_head(config, rngs)
 
     @classmethod
     def from_backbone(cls, model: "CausalLM | ScalarHeadModel", *, rngs: nnx.Rngs,
@@ -118,11 +125,6 @@ class ScalarHeadModel(nnx.Module):
             out.lm_head[...] = model.lm_head[...]
         return out
 
-    def unembedding_DxV(self) -> jax.Array:
-        if self.config.tie_word_embeddings:
-            return self.backbone.embed[...].T
-        return self.lm_head[...]
-
     def __call__(self, tokens_BxT, *, mask_BxT=None, positions_BxT=None,
                  cache: KVCache | None = None, response_start_B=None):
         hidden_BxTxD, cache = self.backbone(
@@ -136,9 +138,8 @@ class ScalarHeadModel(nnx.Module):
                 raise ValueError("a PRM with a likelihood term needs response_start_B")
             from prm_jax.models.logprobs import running_min_logprob
 
-            unembed = self.unembedding_DxV().astype(self.config.compute_dtype)
-            m_BxT = running_min_logprob(hidden_BxTxD, unembed, tokens_BxT, mask_BxT,
-                                        response_start_B)
+            m_BxT = running_min_logprob(hidden_BxTxD, self.compute_unembedding_DxV(), tokens_BxT,
+                                        mask_BxT, response_start_B)
             feature = jnp.maximum(m_BxT, -self.likelihood_clip) / self.likelihood_clip
             values_BxT = values_BxT + self.score_likelihood_weight[...].astype(jnp.float32)[0] * feature
         return values_BxT, cache

@@ -63,7 +63,7 @@ class ShardedModel:
         if out_ndim not in self._forwards:
             def forward(params, tokens, mask, starts):
                 model = nnx.merge(self.graphdef, params)
-                if self.needs_response_start:
+                if self.is_scalar_head:  # a scalar head reads the starts only with a likelihood term
                     return model(tokens, mask_BxT=mask, response_start_B=starts)[0]
                 return model(tokens, mask_BxT=mask)[0]
 

@@ -61,18 +61,25 @@ def sample_responses(ctx: StageContext, problems) -> list[tuple[Problem, str]]:
     return [(problems[i], text) for i, text in zip(out.prompt_index, out.texts)]
 
 
-def run_responses(ctx: StageContext, prm: ShardedModel, problems) -> tuple[dict, list]:
+def judged_responses(ctx: StageContext, problems) -> tuple[list, int]:
+    """The policy's non-empty responses to `problems` with their ground truth, ((problem,
+    response), truth) pairs, masked or line-less ones left out; and how many were left out."""
     items = [(p, r) for p, r in sample_responses(ctx, problems) if r.strip()]
     with SandboxPool() as pool:
         truths = ground_truth.ground_truth([(p, r, None) for p, r in items], SandboxVerifier(pool))
     kept = [(item, t) for item, t in zip(items, truths) if not t.masked and t.labels]
+    return kept, len(items) - len(kept)
+
+
+def run_responses(ctx: StageContext, prm: ShardedModel, problems) -> tuple[dict, list]:
+    kept, masked = judged_responses(ctx, problems)
     scores = score_lines(prm, ctx.tokenizer, [p.prompt for (p, _), _ in kept],
                          [r for (_, r), _ in kept])
     report = metrics_lib.failing_line_report(
         scores, [list(t.labels) for _, t in kept], [t.passed for _, t in kept],
         [p.meta["horizon"] for (p, _), _ in kept], [p.task_id for (p, _), _ in kept])
     report["pass_rate"] = sum(t.passed for _, t in kept) / max(len(kept), 1)
-    report["masked"] = len(items) - len(kept)
+    report["masked"] = masked
     return report, [(p, r, t, s) for ((p, r), t), s in zip(kept, scores)]
 
 

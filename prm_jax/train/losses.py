@@ -30,7 +30,8 @@ def next_token_loss(model, batch, *,
 
 def prm_values(model, tokens, mask, response_start):
     """A scalar-head model's values `[B,T]`; a PRM with a likelihood term also reads each
-    row's response start (batch key `response_start`)."""
+    row's response start (batch key `response_start`); other models (any callable with the
+    `(tokens, mask_BxT=)` signature) are called without it."""
     if getattr(model, "likelihood_clip", 0.0):
         return model(tokens, mask_BxT=mask.astype(bool), response_start_B=response_start)[0]
     return model(tokens, mask_BxT=mask.astype(bool))[0]

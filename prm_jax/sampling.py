@@ -19,6 +19,9 @@ Design:
 * The cache starts at a bucket of the prompt + one chunk and grows by buckets between chunks
   (`KVCache.grow`), so attention reads at most a bucket's worth of slots beyond those written;
   its `[B,K,S,H]` layout is read by attention without a copy.
+* A call is split into batches of prompts bounded by prompt tokens and by estimated memory
+  (`batch_bytes_per_prompt`: prefill attention is quadratic in the prompt length), with the
+  samples of one batch: keys depend on each prompt's index in the call.
 * Top-p and the draw itself use `prm_jax.logit_filters` (exact; no sort of the vocabulary,
   one uniform number per row and step).
 * Every sequence has its own PRNG key (`fold_in(seed key, row)`, then `fold_in(·, step)`), so a
@@ -53,6 +56,13 @@ _DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32
 # Prompt tokens (prompts × padded prompt length) prefilled per batch: a generate call with more
 # is split into batches (same samples: keys depend on the prompt's index in the call).
 MAX_PREFILL_TOKENS = 1 << 20
+# Estimated device memory of one batch (`batch_bytes_per_prompt` × prompts): the second bound
+# on a batch, since prefill attention grows with the square of the prompt length.
+MAX_BATCH_BYTES = 4 << 30
+# Live float32 [heads, L, L] attention arrays per prompt in the prefill (scores, probabilities
+# and their copies, across layers as XLA schedules them): measured from compiled programs'
+# memory_analysis on XLA:CPU (4.3 for a 2-layer model), rounded up.
+PREFILL_ATTENTION_ARRAYS = 5
 
 
 class SamplingError(ValueError):
@@ -256,6 +266,31 @@ def seed_key(seed: int) -> jax.Array:
     return jax.random.fold_in(jax.random.key(seed & 0xFFFFFFFF), seed >> 32)
 
 
+def batch_bytes_per_prompt(config, p_len: int, n: int, cache_len: int, cache_itemsize: int = 4) -> int:
+    """Estimated peak bytes one prompt adds to a generate batch (an upper estimate, checked
+    against compiled programs in the tests):
+
+        5 · heads · L² · 4            prefill attention (PREFILL_ATTENTION_ARRAYS float32 arrays)
+      + L · (3·D + 2·F) · 4           prefill activations (residual, q/k/v/out, MLP)
+      + (n + 1) · 2 · layers · kv_heads · head_dim · S · itemsize    KV cache (prompt and n rows)
+      + n · (4 · V · 4 + 3 · W · 4)   logits and their warped copies; tokens and log-probs
+
+    with L the padded prompt length, S the cache slots and W = S − L the sampled width."""
+    attention = PREFILL_ATTENTION_ARRAYS * config.num_heads * p_len * p_len * 4
+    activations = p_len * (3 * config.hidden_size + 2 * config.intermediate_size) * 4
+    cache_row = 2 * config.num_layers * config.num_kv_heads * config.dim_per_head * cache_len * cache_itemsize
+    per_row = 4 * config.vocab_size * 4 + 3 * max(cache_len - p_len, 1) * 4
+    return attention + activations + (n + 1) * cache_row + n * per_row
+
+
+def _floor_row_bucket(count: int) -> int:
+    """The largest `row_bucket` value ≤ count (≥ 1): a batch of it is not padded further."""
+    best = 1
+    while row_bucket(best + 1) <= count:
+        best = row_bucket(best + 1)
+    return best
+
+
 def _bucket(value: int, buckets: Sequence[int]) -> int:
     for b in buckets:
         if b >= value:
@@ -280,7 +315,8 @@ class Sampler:
 
     def __init__(self, model, tokenizer, *, mesh=None, prompt_buckets: Sequence[int] = _DEFAULT_BUCKETS,
                  batch_multiple: int = 8, chunk: int = 64, cache_dtype=None,
-                 max_prefill_tokens: int | None = MAX_PREFILL_TOKENS):
+                 max_prefill_tokens: int | None = MAX_PREFILL_TOKENS,
+                 max_batch_bytes: int | None = MAX_BATCH_BYTES):
         if hasattr(model, "score_w"):
             raise SamplingError("sampling needs a model with an LM head (CausalLM), not a scalar head")
         if len(tokenizer) > model.config.vocab_size:
@@ -290,7 +326,12 @@ class Sampler:
                                                    and max_prefill_tokens > 0):
             raise SamplingError(f"max_prefill_tokens must be a positive integer or None, got "
                                 f"{max_prefill_tokens!r}")
+        if max_batch_bytes is not None and not (isinstance(max_batch_bytes, int)
+                                                and max_batch_bytes > 0):
+            raise SamplingError(f"max_batch_bytes must be a positive integer or None, got "
+                                f"{max_batch_bytes!r}")
         self.max_prefill_tokens = max_prefill_tokens
+        self.max_batch_bytes = max_batch_bytes
         for name, value in (("chunk", chunk), ("batch_multiple", batch_multiple)):
             if not (isinstance(value, int) and value > 0):
                 raise SamplingError(f"{name} must be a positive integer, got {value!r}")
@@ -371,10 +412,7 @@ class Sampler:
             raise SamplingError(
                 f"prompt of {longest} tokens + max_new_tokens={max_new} exceeds the model's "
                 f"max_position_embeddings={self.config.max_position_embeddings}")
-        # Batches of at most max_prefill_tokens prompt tokens (memory grows with prompts ×
-        # prompt length in the prefill, and with rows in the cache), one prompt length for all.
-        per_batch = len(ids) if self.max_prefill_tokens is None else max(
-            1, self.max_prefill_tokens // p_len)
+        per_batch = self.prompts_per_batch(p_len, config.n, max_new)
         out = SampleBatch([], [], [], [], [], [], [], [])
         for first in range(0, len(ids), per_batch):
             part = self._generate_batch(ids[first:first + per_batch], first, p_len, config, eos_arr,
@@ -384,6 +422,30 @@ class Sampler:
                           "stop_reasons", "offsets"):
                 getattr(out, field).extend(getattr(part, field))
         return out
+
+    def prompts_per_batch(self, p_len: int, n: int, max_new_tokens: int) -> int:
+        """Prompts prefilled and sampled together: at most `max_prefill_tokens` prompt tokens
+        and `max_batch_bytes` of estimated memory (`batch_bytes_per_prompt`; a row-bucket
+        count, so batches are not padded beyond it). One prompt length for the whole call."""
+        limits = []
+        if self.max_prefill_tokens is not None:
+            limits.append(max(1, self.max_prefill_tokens // p_len))
+        if self.max_batch_bytes is not None:
+            _, _, full_len = self._widths(p_len, max_new_tokens)
+            itemsize = jnp.dtype(self.cache_dtype or self.config.compute_dtype).itemsize
+            each = batch_bytes_per_prompt(self.config, p_len, n, full_len, itemsize)
+            limits.append(_floor_row_bucket(max(1, self.max_batch_bytes // each)))
+        return min(limits) if limits else 1 << 62
+
+    def _widths(self, p_len: int, max_new: int) -> tuple[int, int, int]:
+        """(chunk, width, full cache length) of a generation of `max_new` tokens: a chunk no
+        longer than the generation needs (a power of two, a multiple of INNER_STEPS), token 0
+        from the prefill and `chunk` tokens per decode chunk."""
+        chunk = min(self.chunk, 1 << max(0, (max_new - 2).bit_length()))
+        inner = min(INNER_STEPS, chunk)
+        chunk = inner * -(-chunk // inner)
+        width = 1 + chunk * -(-(max_new - 1) // chunk)
+        return chunk, width, p_len + width - 1
 
     def _generate_batch(self, ids, prompt_offset: int, p_len: int, config: SamplingConfig,
                         eos_arr, seed: int, detokenize: bool) -> SampleBatch:
@@ -409,13 +471,8 @@ class Sampler:
         rows = b_prompts * n
         row_prompt = np.repeat(np.arange(b_prompts), n)
         row_sample = np.tile(np.arange(n), b_prompts)
-        # A chunk no longer than the generation needs (a power of two), a multiple of `inner`.
-        chunk = min(self.chunk, 1 << max(0, (max_new - 2).bit_length()))
+        chunk, width, full_len = self._widths(p_len, max_new)
         inner = min(INNER_STEPS, chunk)
-        chunk = inner * -(-chunk // inner)
-        # Token 0 comes from the prefill; decode chunks add `chunk` tokens each.
-        width = 1 + chunk * -(-(max_new - 1) // chunk)
-        full_len = p_len + width - 1
         settings = {"temperature": jnp.float32(config.temperature),
                     "top_p": jnp.float32(config.top_p), "max_new_tokens": jnp.int32(max_new)}
         static = dict(top_k=config.top_k, use_top_p=config.top_p < 1.0,

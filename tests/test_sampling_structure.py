@@ -175,3 +175,46 @@ def test_a_call_split_into_prefill_batches_samples_what_one_batch_samples(model,
         np.testing.assert_allclose(a, b, atol=1e-5)
     with pytest.raises(sampling.SamplingError, match="max_prefill_tokens"):
         Sampler(model, tokenizer, max_prefill_tokens=0)
+    with pytest.raises(sampling.SamplingError, match="max_batch_bytes"):
+        Sampler(model, tokenizer, max_batch_bytes=-1)
+
+
+def test_a_memory_bound_splits_a_call_without_changing_its_samples(model, tokenizer):
+    """max_batch_bytes bounds a batch by estimated memory: 13 prompts under a budget of three
+    prompts' estimate run in batches of 3 (a row bucket) and sample what one batch samples."""
+    prompts = _prompts(13, seed=4)
+    config = SamplingConfig(temperature=1.0, n=2, max_new_tokens=12, eos_ids=())
+    whole = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=None)
+    assert whole.prompts_per_batch(16, 2, 12) > 13
+    _, _, full_len = whole._widths(16, 12)
+    each = sampling.batch_bytes_per_prompt(model.config, 16, 2, full_len)
+    split = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=3 * each + 1)
+    assert split.prompts_per_batch(16, 2, 12) == 3
+    # Quadratic in the prompt length: a 4× longer prompt leaves room for one.
+    assert split.prompts_per_batch(64, 2, 12) == 1
+    a = whole.generate(prompts, config, seed=2, detokenize=False)
+    b = split.generate(prompts, config, seed=2, detokenize=False)
+    assert b.token_ids == a.token_ids and b.prompt_index == a.prompt_index
+
+
+@pytest.mark.parametrize("prompts,p_len,n", [(16, 128, 2), (8, 256, 1), (8, 256, 4)])
+def test_batch_memory_estimate_bounds_the_compiled_prefill(model, tokenizer, prompts, p_len, n):
+    """The estimate per prompt is an upper bound of the compiled start program's memory
+    (temporaries + outputs, from memory_analysis) per prompt, and within 3× of it."""
+    import jax
+    import jax.numpy as jnp
+
+    sampler = Sampler(model, tokenizer)
+    _, width, full_len = sampler._widths(p_len, 48)
+    cache_len = min(sampling._bucket(p_len + 64, sampler.prompt_buckets), full_len)
+    settings = {"temperature": jnp.float32(1.0), "top_p": jnp.float32(1.0),
+                "max_new_tokens": jnp.int32(48)}
+    compiled = sampling._start.lower(
+        sampler.graphdef, sampler.params, jax.ShapeDtypeStruct((prompts, p_len), jnp.int32),
+        jax.ShapeDtypeStruct((prompts, p_len), bool), sampling.seed_key(0), np.int32(prompts),
+        np.int32(0), settings, jnp.asarray([1], jnp.int32), n=n, cache_len=cache_len,
+        width=width, cache_dtype=None, mesh=None, top_k=0, use_top_p=False, greedy=False).compile()
+    memory = compiled.memory_analysis()
+    measured = (memory.temp_size_in_bytes + memory.output_size_in_bytes) / prompts
+    estimate = sampling.batch_bytes_per_prompt(model.config, p_len, n, full_len)
+    assert measured <= estimate <= 3 * measured, (measured, estimate)

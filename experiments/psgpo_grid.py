@@ -27,7 +27,8 @@ arm is compared with it on the same problems (Δ vs SFT) and with `sparse` (Δ v
 
 Writes to --out: results.csv (one row per arm × seed: config, seed, pass@1 before/after, by
 horizon, cost, hacking indicators), results.json (everything, with the per-problem outcomes),
-table.md, and the plots pass_at_1_curves.png (held-out pass@1 vs iteration, mean over seeds),
+table.md (with --pass_at_k N also pass_at_k.md: sampled pass@1, pass@N/2 and pass@N per arm,
+with intervals and paired differences), and the plots pass_at_1_curves.png (held-out pass@1 vs iteration, mean over seeds),
 pass_at_1_by_horizon.png (with 95% intervals), hacking.png (lines per response, comment and
 duplicate-line fractions, response tokens over iterations) and, when the workdir's label stage
 drew it, labelling_cost_vs_accuracy.png. Intervals: two-way (seeds × problems) percentile
@@ -236,6 +237,115 @@ def collect_run(workdir: str, arm: str, seed: int, extra: list[str] = ()) -> dic
             "hacking_curves": {key: series.get(key, []) for key, _ in HACKING}}
 
 
+def sampled_eval_path(run_dir: str, n: int, temperature: float) -> str:
+    return os.path.join(run_dir, f"eval_sampled_n{n}_t{temperature:g}.json")
+
+
+_CONTEXT = {}
+
+
+def ensure_sampled_eval(workdir: str, root: str, name: str | None, n: int,
+                        temperature: float) -> dict:
+    """Sampled pass@k (k = 1..n) of a run's final policy on the pipeline's held-out problems
+    (`name` None: the SFT policy, kept in <workdir>/sft), by `common.sampled_pass_at_k` with
+    seed 0 for every policy (paired draws) and the pipeline's response budget; computed once
+    and kept beside the run's greedy evaluation."""
+    from prm_jax.jsonio import write_json_atomic
+
+    run_dir = os.path.join(root, name) if name else os.path.join(workdir, "sft")
+    path = sampled_eval_path(run_dir, n, temperature)
+    if os.path.exists(path):
+        with open(path) as f:
+            return json.load(f)
+    from prm_jax import run as run_lib
+    from prm_jax.models.factory import load_run_model
+    from prm_jax.run_config import config_dict_from_workdir
+    from prm_jax.stages import common
+
+    if workdir not in _CONTEXT:
+        _CONTEXT[workdir] = run_lib.prepare(config_dict_from_workdir(workdir), workdir)
+    ctx = _CONTEXT[workdir]
+    policy = os.path.join(root, f"policy_{name}") if name else ctx.workdir.policy
+    start = time.perf_counter()
+    result = common.sampled_pass_at_k(
+        load_run_model(ctx.config, policy), ctx.tokenizer,
+        common.problems(ctx.config, "test", ctx.config.data.num_test), n=n,
+        temperature=temperature, max_new_tokens=ctx.config.sample.max_new_tokens, mesh_=ctx.mesh)
+    result["seconds"] = time.perf_counter() - start
+    print(f"sampled pass@k of {name or 'sft'}: pass@1 {result['pass@1']:.3f}, pass@{n} "
+          f"{result[f'pass@{n}']:.3f} ({result['seconds']:.0f} s)", flush=True)
+    write_json_atomic(path, result)
+    return result
+
+
+def pass_at_k_matrix(evaluations: list[dict], k: int, ids: list[str]) -> np.ndarray:
+    """Unbiased pass@k [seed, problem] of sampled evaluations (NaN where fewer than k samples
+    were scorable)."""
+    from prm_jax.evaluate import pass_at_k
+
+    rows = []
+    for evaluation in evaluations:
+        if [p["task_id"] for p in evaluation["problems"]] != ids:
+            raise SystemExit("a sampled evaluation covers other held-out problems than the greedy "
+                             "ones: the runs do not come from one pipeline run")
+        rows.append([pass_at_k(p["n"], p["correct"], k) if p["n"] >= k else np.nan
+                     for p in evaluation["problems"]])
+    return np.asarray(rows, dtype=np.float64)
+
+
+def analyse_pass_at_k(sft_eval: dict, evals_by_arm: dict[str, list[dict]], ks: list[int],
+                      subsets: dict[str, np.ndarray]) -> dict:
+    """Per arm and k: sampled pass@k with its two-way bootstrap interval (seeds × problems),
+    overall and per subset, and the paired difference against SFT and `BASELINE`."""
+    ids = [p["task_id"] for p in sft_eval["problems"]]
+    report = {"n": sft_eval["n"], "temperature": sft_eval["temperature"], "ks": ks, "arms": {}}
+    sft = {k: pass_at_k_matrix([sft_eval], k, ids) for k in ks}
+    report["arms"]["sft"] = {f"pass@{k}": {name: _ci_dict(grid_stats.bootstrap_ci(sft[k][:, cols]))
+                                           for name, cols in subsets.items()} for k in ks}
+    matrices = {arm: {k: pass_at_k_matrix(evals, k, ids) for k in ks}
+                for arm, evals in evals_by_arm.items()}
+    for arm, by_k in matrices.items():
+        entry = {}
+        for k, m in by_k.items():
+            entry[f"pass@{k}"] = {name: _ci_dict(grid_stats.bootstrap_ci(m[:, cols]))
+                                  for name, cols in subsets.items()}
+            entry[f"pass@{k}_vs_sft"] = _ci_dict(grid_stats.paired_difference_ci(
+                m, np.repeat(sft[k], len(m), axis=0)))
+            if arm != BASELINE and BASELINE in matrices:
+                entry[f"pass@{k}_vs_{BASELINE}"] = _ci_dict(
+                    grid_stats.paired_difference_ci(m, matrices[BASELINE][k]))
+        report["arms"][arm] = entry
+    return report
+
+
+def write_pass_at_k_table(report: dict, out: str) -> str:
+    ks = report["ks"]
+    lines = [f"Held-out sampled pass@k ({report['n']} samples per problem at temperature "
+             f"{report['temperature']:g}, unbiased estimator; the same random numbers for every "
+             "policy); mean [95% two-way bootstrap interval over seeds × problems].", "",
+             "| arm | " + " | ".join(f"pass@{k}" for k in ks)
+             + " | " + " | ".join(f"Δ pass@{k} vs SFT" for k in ks)
+             + " | " + " | ".join(f"Δ pass@{k} vs {BASELINE}" for k in ks) + " |",
+             "|---" * (1 + 3 * len(ks)) + "|"]
+    for arm, entry in report["arms"].items():
+        cells = [_fmt(entry[f"pass@{k}"]["all"]) for k in ks]
+        cells += [_fmt(entry[f"pass@{k}_vs_sft"]) if f"pass@{k}_vs_sft" in entry else "–" for k in ks]
+        cells += [_fmt(entry[f"pass@{k}_vs_{BASELINE}"]) if f"pass@{k}_vs_{BASELINE}" in entry
+                  else "–" for k in ks]
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    horizons = [s for s in next(iter(report["arms"].values()))[f"pass@{ks[-1]}"] if s.startswith("H=")]
+    if horizons:
+        lines += ["", f"pass@{ks[-1]} by horizon:", "",
+                  "| arm | " + " | ".join(horizons) + " |", "|---" * (1 + len(horizons)) + "|"]
+        for arm, entry in report["arms"].items():
+            lines.append(f"| {arm} | " + " | ".join(_fmt(entry[f"pass@{ks[-1]}"][h]) for h in horizons)
+                         + " |")
+    text = "\n".join(lines) + "\n"
+    with open(os.path.join(out, "pass_at_k.md"), "w") as f:
+        f.write(text)
+    return text
+
+
 def _matrix(runs: list[dict], key: str) -> np.ndarray:
     """passed[seed, problem] of `runs` (NaN where the sandbox could not score)."""
     return np.asarray([[np.nan if p["passed"] is None else p["passed"] for p in r[key]]
@@ -270,6 +380,7 @@ def analyse(runs_by_arm: dict[str, list[dict]], seeds: list[int]) -> dict:
     sft = _matrix([first], "problems_before")
     outcomes = {arm: _matrix(runs, "problems_after") for arm, runs in runs_by_arm.items()}
     report = {"problems": len(ids), "seeds": seeds, "subsets": {k: len(v) for k, v in subsets.items()},
+              "subset_columns": {k: v.tolist() for k, v in subsets.items()},
               "arms": {"sft": {"subsets": {k: _ci_dict(grid_stats.bootstrap_ci(sft[:, cols]))
                                            for k, cols in subsets.items()}}}}
     for arm, runs in runs_by_arm.items():
@@ -471,6 +582,11 @@ def main(argv=None):
     parser.add_argument("--seeds", nargs="+", type=int)
     parser.add_argument("--out", help="folder for the table, CSV, JSON and plots "
                         "(default <workdir>/grid_<grid>)")
+    parser.add_argument("--pass_at_k", type=int, default=0, metavar="N",
+                        help="also sample N responses per held-out problem from every final policy "
+                             "(and the SFT policy) and report pass@k for k = 1, N/2, N (pass_at_k.md)")
+    parser.add_argument("--pass_temperature", type=float, default=1.0,
+                        help="sampling temperature of --pass_at_k")
     parser.add_argument("--set", nargs="*", default=[], metavar="KEY=VALUE",
                         help="config overrides for every run (e.g. rl.iterations=2); finished runs "
                              "are reused by name, so use a fresh workdir for a changed setting")
@@ -501,6 +617,15 @@ def main(argv=None):
                   wall_seconds_this_invocation=spent,
                   runs={a: [{k: v for k, v in r.items() if k != "hacking_curves"} for r in runs]
                         for a, runs in runs_by_arm.items()})
+    if args.pass_at_k:
+        n, temperature = args.pass_at_k, args.pass_temperature
+        evals = {arm: [ensure_sampled_eval(workdir, arm_workdir(workdir, arm), run_name(arm, s), n,
+                                           temperature) for s in seeds] for arm in arms}
+        columns = {k: np.asarray(v, dtype=np.int64) for k, v in report["subset_columns"].items()}
+        ks = sorted({1, max(1, n // 2), n})
+        report["pass_at_k"] = analyse_pass_at_k(
+            ensure_sampled_eval(workdir, workdir, None, n, temperature), evals, ks, columns)
+        print(write_pass_at_k_table(report["pass_at_k"], out))
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(report, f, indent=1)
     write_csv(runs_by_arm, out)

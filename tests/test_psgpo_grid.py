@@ -28,7 +28,8 @@ def test_tiny_grid_end_to_end(small_run, tmp_path):
     source, summary = small_run
     workdir, out = tmp_path / "copy", tmp_path / "grid"
     shutil.copytree(source, workdir)
-    args = ["--arms", "sparse", "psgpo", "--seeds", "0", "1", "--set", "rl.iterations=1"]
+    args = ["--arms", "sparse", "psgpo", "--seeds", "0", "1", "--pass_at_k", "2",
+            "--set", "rl.iterations=1"]
     proc = _grid(workdir, out, *args)
     assert proc.returncode == 0, proc.stdout[-2000:] + proc.stderr[-3000:]
 
@@ -78,9 +79,28 @@ def test_tiny_grid_end_to_end(small_run, tmp_path):
     for name in ("pass_at_1_curves.png", "pass_at_1_by_horizon.png", "hacking.png"):
         assert (out / name).read_bytes()[:8] == PNG
 
+    # Sampled pass@k (2 samples per problem): kept beside each run, recomputed here from the
+    # per-problem counts (pass@1 = c/2, pass@2 = [c ≥ 1]).
+    def sampled(run_dir):
+        return json.loads((run_dir / "eval_sampled_n2_t1.json").read_text())
+
+    sft_eval = sampled(workdir / "sft")
+    assert len(sft_eval["problems"]) == report["problems"]
+    for arm in ("sparse", "psgpo"):
+        evals = [sampled(workdir / f"{arm}_s{s}") for s in (0, 1)]
+        for k, of in ((1, lambda n, c: c / n), (2, lambda n, c: float(c >= 1))):
+            m = np.asarray([[of(p["n"], p["correct"]) if p["n"] >= k else np.nan
+                             for p in e["problems"]] for e in evals])
+            ci = report["pass_at_k"]["arms"][arm][f"pass@{k}"]["all"]
+            assert (ci["mean"], ci["low"], ci["high"]) == grid_stats.bootstrap_ci(m)
+            assert np.isclose(np.nanmean(m[0]), evals[0][f"pass@{k}"])
+    assert "pass@2_vs_sparse" in report["pass_at_k"]["arms"]["psgpo"]
+    assert "| psgpo |" in (out / "pass_at_k.md").read_text()
+
     # Finished runs are reused: a second invocation runs nothing and writes the same table.
     again = _grid(workdir, out, *args, timeout=300)
     assert again.returncode == 0 and "running" not in again.stdout
+    assert "sampled pass@k of" not in again.stdout
     assert (out / "table.md").read_text() == table
 
 

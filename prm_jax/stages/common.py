@@ -1,5 +1,5 @@
 """What several stages share: synthetic problems, loop configs,
-greedy pass@1 by horizon, and stored training results."""
+greedy pass@1 by horizon, sampled pass@k, and stored training results."""
 
 from __future__ import annotations
 
@@ -76,6 +76,29 @@ def pass_at_1_by_horizon(model, tok, problem_list, max_new_tokens: int, mesh_, *
              "tokens": tokens.get(p.task_id)}
             for p in problem_list]
     return figures
+
+
+def sampled_pass_at_k(model, tok, problem_list, *, n: int, temperature: float,
+                      max_new_tokens: int, mesh_=None, seed: int = 0) -> dict:
+    """pass@k for k = 1..n from `n` samples per problem at `temperature` (the unbiased
+    estimator 1 − C(n−c, k)/C(n, k) per problem, averaged), and one row per problem
+    {task_id, horizon, n (scorable samples), correct}, in `problem_list` order. Keys depend on
+    (seed, problem index, sample), so two policies evaluated with one seed share their draws'
+    random numbers (a paired comparison)."""
+    from prm_jax.sampling import Sampler, SamplingConfig
+    from prm_jax.stages.evaluate import sample_and_evaluate
+
+    _, result, _ = sample_and_evaluate(
+        Sampler(model, tok, mesh=mesh_), problem_list,
+        SamplingConfig(temperature=temperature, n=n, max_new_tokens=max_new_tokens, stop_strings=STOP),
+        list(range(1, n + 1)), seed=seed)
+    rows = {row["task_id"]: row for row in result["problems"]}
+    return {"n": n, "temperature": temperature, "seed": seed,
+            **{k: v for k, v in result["summary"].items() if k.startswith("pass@")},
+            "problems": [{"task_id": p.task_id, "horizon": p.meta.get("horizon"),
+                          "n": rows.get(p.task_id, {}).get("n", 0),
+                          "correct": rows.get(p.task_id, {}).get("correct", 0)}
+                         for p in problem_list]}
 
 
 def without_problems(figures: dict) -> dict:

@@ -18,6 +18,9 @@ Grids (`--grid`, or `--arms` and `--seeds` explicitly):
   arms    every arm of configs/rl_ppo.py × seeds 0–2
   lambda  psgpo with the dense reward's failing-line weight λ_fail ∈ {0.1, 0.25 (default), 0.5}
           × seeds 0–2, beside sparse
+  k       psgpo with PRMs trained on labels drawn with best-of-K completions, K ∈ {1, 4
+          (the pipeline's), 16} × seeds 0–2, beside sparse (each K relabels once, in its PRM
+          variant's workdir)
   prm_data  psgpo with PRMs trained on other label data — binary-search labels, all vs
           "revised only" (the paper's ablation), and ground-truth labels (an upper bound) — beside
           psgpo (the pipeline's PRM) and sparse, × seeds 0–2. Each such PRM is trained once, in
@@ -63,7 +66,13 @@ PRM_VARIANTS = {
     "oracle": {"prm.label_sources": ("oracle",)},  # ground-truth labels: an upper bound only
     "bs_full": {"prm.label_sources": ("binary_search",), "prm.selection": "full"},
     "bs_revised": {"prm.label_sources": ("binary_search",), "prm.selection": "revised_only"},
+    # K sensitivity: the pipeline's PRM recipe on binary-search and MC labels drawn with best-of-K
+    # completions for another K (the variant relabels; mutation labels do not depend on K).
+    "k1": {"label.k": 1},
+    "k16": {"label.k": 16},
 }
+# Label files a relabelling variant (one that sets `label.*`) draws itself instead of linking.
+RELABELLED = ("labels_binary_search.jsonl", "labels_monte_carlo.jsonl", "labels_ground_truth.jsonl")
 # Named arms: name -> (configs/rl_ppo.py arm, RL config overrides, PRM variant or None).
 VARIANTS = {arm: (arm, {}, None) for arm in RL_ARMS}
 VARIANTS.update({
@@ -75,6 +84,7 @@ GRIDS = {
     "key": (["sparse", "psgpo"], [0, 1, 2, 3, 4]),
     "arms": (list(RL_ARMS), [0, 1, 2]),
     "lambda": (["sparse", "psgpo_lambda0p1", "psgpo", "psgpo_lambda0p5"], [0, 1, 2]),
+    "k": (["sparse", "psgpo_prm_k1", "psgpo", "psgpo_prm_k16"], [0, 1, 2]),
     "prm_data": (["sparse", "psgpo", "psgpo_prm_bs_full", "psgpo_prm_bs_revised",
                   "psgpo_prm_oracle"], [0, 1, 2]),
 }
@@ -119,20 +129,30 @@ def _flag_value(value) -> str:
     return value if isinstance(value, str) else repr(value)
 
 
+def relabels(variant: str | None) -> bool:
+    """Whether a PRM variant draws its own labels (it changes a `label` setting)."""
+    return any(k.startswith("label.") for k in PRM_VARIANTS.get(variant, {}))
+
+
 def ensure_prm_variant(workdir: str, variant: str, extra: list[str]) -> float | None:
-    """Trains (and evaluates) the PRM of `variant` in its own workdir unless it is there."""
+    """Trains (and evaluates) the PRM of `variant` in its own workdir unless it is there; a
+    variant that changes a `label` setting first relabels the pipeline's responses (binary
+    search, MC and their ground truth; the mutation files are linked)."""
     root = os.path.join(workdir, "prm_variants", variant)
     if os.path.exists(os.path.join(root, "prm", "DONE")):
         return None
     os.makedirs(root, exist_ok=True)
-    links = list(PRM_VARIANT_LINKS) + [n for n in os.listdir(workdir)
-                                       if n.startswith("labels_") or n.startswith("policy_rl_baseline")]
+    links = list(PRM_VARIANT_LINKS) + [
+        n for n in os.listdir(workdir)
+        if (n.startswith("labels_") and not (relabels(variant) and n in RELABELLED))
+        or n.startswith("policy_rl_baseline")]
     for name in links:
         target, link = os.path.join(workdir, name), os.path.join(root, name)
         if os.path.exists(target) and not os.path.lexists(link):
             os.symlink(os.path.relpath(target, root), link)  # relative: the workdir may move
     return _launch([f"--config=configs/rl_ppo.py:psgpo,{workdir}", f"--workdir={root}",
-                    "--config.stages=('prm_train', 'prm_eval')", *_prm_flags(variant),
+                    "--config.stages=('label', 'prm_train', 'prm_eval')" if relabels(variant)
+                    else "--config.stages=('prm_train', 'prm_eval')", *_prm_flags(variant),
                     *(f"--config.{o}" for o in extra)], f"PRM variant {variant}")
 
 
@@ -563,7 +583,7 @@ def prm_of_arm(workdir: str, arm: str) -> dict:
     if variant:
         sources = list(PRM_VARIANTS[variant].get("prm.label_sources", sources))
         selection = PRM_VARIANTS[variant].get("prm.selection", selection)
-    label = read_summary(workdir).get("label", {})
+    label = read_summary(arm_workdir(workdir, arm) if relabels(variant) else workdir).get("label", {})
     rollouts = sum(int(label.get(s, {}).get("rollouts", 0)) for s in sources if s != "oracle")
     evaluation = read_summary(arm_workdir(workdir, arm)).get("prm_eval", {})
     probe = evaluation.get("probe", {})

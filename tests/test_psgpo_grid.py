@@ -168,3 +168,34 @@ def test_config_flag_values_parse_back():
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {
         "selection": "revised_only", "label_sources": ["binary_search"], "lambda_fail": 0.1}
     assert set(grid.GRIDS["key"][0]) == {"sparse", "psgpo"} and len(grid.GRIDS["key"][1]) >= 5
+
+
+def test_a_k_variant_relabels_in_its_own_workdir(tmp_path, monkeypatch):
+    """A PRM variant that sets `label.k` runs the label stage itself (binary search, MC and
+    their ground truth are drawn anew) and links the K-independent mutation label files."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("psgpo_grid", os.path.join(ROOT, "experiments",
+                                                                              "psgpo_grid.py"))
+    grid = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(grid)
+    workdir = tmp_path / "run"
+    workdir.mkdir()
+    for name in ("policy", "policy_rl_baseline", "labels_binary_search.jsonl",
+                 "labels_monte_carlo.jsonl", "labels_ground_truth.jsonl", "labels_mutation.jsonl",
+                 "labels_reference_mutation.jsonl", "responses.jsonl"):
+        (workdir / name).write_text("")
+    launched = []
+    monkeypatch.setattr(grid, "_launch", lambda args, what: launched.append(args) or 1.0)
+    assert grid.ensure_prm_variant(str(workdir), "k16", []) == 1.0
+    variant = workdir / "prm_variants" / "k16"
+    assert sorted(p.name for p in variant.iterdir()) == [
+        "labels_mutation.jsonl", "labels_reference_mutation.jsonl", "policy", "policy_rl_baseline",
+        "responses.jsonl"]
+    assert "--config.stages=('label', 'prm_train', 'prm_eval')" in launched[0]
+    assert "--config.label.k=16" in launched[0]
+    # A variant that only retrains links every label file and does not relabel.
+    grid.ensure_prm_variant(str(workdir), "bs_full", [])
+    assert (workdir / "prm_variants" / "bs_full" / "labels_binary_search.jsonl").is_symlink()
+    assert "--config.stages=('prm_train', 'prm_eval')" in launched[1]
+    assert grid.GRIDS["k"][0] == ["sparse", "psgpo_prm_k1", "psgpo", "psgpo_prm_k16"]

@@ -68,7 +68,7 @@ PRM_VARIANTS = {
     "bs_revised": {"prm.label_sources": ("binary_search",), "prm.selection": "revised_only"},
     # K sensitivity: the pipeline's PRM recipe on binary-search and MC labels drawn with best-of-K
     # completions for another K (the variant relabels; mutation labels do not depend on K).
-    "k1": {"label.k": 1},
+    "k1": {"label.k": 1, "label.wave": 1},  # a wave of K completions per probe at most
     "k16": {"label.k": 16},
 }
 # Label files a relabelling variant (one that sets `label.*`) draws itself instead of linking.

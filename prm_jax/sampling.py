@@ -56,9 +56,10 @@ _DEFAULT_BUCKETS = (16, 32, 64, 128, 256, 512, 1024, 2048, 4096, 8192, 16384, 32
 # Prompt tokens (prompts × padded prompt length) prefilled per batch: a generate call with more
 # is split into batches (same samples: keys depend on the prompt's index in the call).
 MAX_PREFILL_TOKENS = 1 << 20
-# Estimated device memory of one batch (`batch_bytes_per_prompt` × prompts): the second bound
-# on a batch, since prefill attention grows with the square of the prompt length.
-MAX_BATCH_BYTES = 4 << 30
+# Estimated memory of one batch per device (`batch_bytes_per_prompt` × prompts / data-parallel
+# devices): the second bound on a batch, since prefill attention grows with the square of the
+# prompt length. "auto": half of an accelerator's memory limit, or this on a host without one.
+HOST_BATCH_BYTES = 4 << 30
 # Live float32 [heads, L, L] attention arrays per prompt in the prefill (scores, probabilities
 # and their copies, across layers as XLA schedules them): measured from compiled programs'
 # memory_analysis on XLA:CPU (4.3 for a 2-layer model), rounded up.
@@ -283,6 +284,13 @@ def batch_bytes_per_prompt(config, p_len: int, n: int, cache_len: int, cache_ite
     return attention + activations + (n + 1) * cache_row + n * per_row
 
 
+def device_batch_bytes() -> int:
+    """Batch memory per device: half the first device's memory limit where the runtime reports
+    one (GPU, TPU), else HOST_BATCH_BYTES."""
+    limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
+    return int(limit) // 2 if limit else HOST_BATCH_BYTES
+
+
 def _floor_row_bucket(count: int) -> int:
     """The largest `row_bucket` value ≤ count (≥ 1): a batch of it is not padded further."""
     best = 1
@@ -316,7 +324,7 @@ class Sampler:
     def __init__(self, model, tokenizer, *, mesh=None, prompt_buckets: Sequence[int] = _DEFAULT_BUCKETS,
                  batch_multiple: int = 8, chunk: int = 64, cache_dtype=None,
                  max_prefill_tokens: int | None = MAX_PREFILL_TOKENS,
-                 max_batch_bytes: int | None = MAX_BATCH_BYTES):
+                 max_batch_bytes: int | str | None = "auto"):
         if hasattr(model, "score_w"):
             raise SamplingError("sampling needs a model with an LM head (CausalLM), not a scalar head")
         if len(tokenizer) > model.config.vocab_size:
@@ -326,9 +334,11 @@ class Sampler:
                                                    and max_prefill_tokens > 0):
             raise SamplingError(f"max_prefill_tokens must be a positive integer or None, got "
                                 f"{max_prefill_tokens!r}")
+        if max_batch_bytes == "auto":
+            max_batch_bytes = device_batch_bytes()
         if max_batch_bytes is not None and not (isinstance(max_batch_bytes, int)
                                                 and max_batch_bytes > 0):
-            raise SamplingError(f"max_batch_bytes must be a positive integer or None, got "
+            raise SamplingError(f"max_batch_bytes must be a positive integer, 'auto' or None, got "
                                 f"{max_batch_bytes!r}")
         self.max_prefill_tokens = max_prefill_tokens
         self.max_batch_bytes = max_batch_bytes
@@ -425,8 +435,9 @@ class Sampler:
 
     def prompts_per_batch(self, p_len: int, n: int, max_new_tokens: int) -> int:
         """Prompts prefilled and sampled together: at most `max_prefill_tokens` prompt tokens
-        and `max_batch_bytes` of estimated memory (`batch_bytes_per_prompt`; a row-bucket
-        count, so batches are not padded beyond it). One prompt length for the whole call."""
+        and `max_batch_bytes` of estimated memory per data-parallel device
+        (`batch_bytes_per_prompt`; a row-bucket count, so batches are not padded beyond it).
+        One prompt length for the whole call."""
         limits = []
         if self.max_prefill_tokens is not None:
             limits.append(max(1, self.max_prefill_tokens // p_len))
@@ -434,7 +445,8 @@ class Sampler:
             _, _, full_len = self._widths(p_len, max_new_tokens)
             itemsize = jnp.dtype(self.cache_dtype or self.config.compute_dtype).itemsize
             each = batch_bytes_per_prompt(self.config, p_len, n, full_len, itemsize)
-            limits.append(_floor_row_bucket(max(1, self.max_batch_bytes // each)))
+            budget = self.max_batch_bytes * self.data_parallel  # rows split over the devices
+            limits.append(_floor_row_bucket(max(1, budget // each)))
         return min(limits) if limits else 1 << 62
 
     def _widths(self, p_len: int, max_new: int) -> tuple[int, int, int]:

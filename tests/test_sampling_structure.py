@@ -177,6 +177,8 @@ def test_a_call_split_into_prefill_batches_samples_what_one_batch_samples(model,
         Sampler(model, tokenizer, max_prefill_tokens=0)
     with pytest.raises(sampling.SamplingError, match="max_batch_bytes"):
         Sampler(model, tokenizer, max_batch_bytes=-1)
+    # "auto" on a host without an accelerator's memory statistics: the host budget.
+    assert Sampler(model, tokenizer).max_batch_bytes == sampling.HOST_BATCH_BYTES
 
 
 def test_a_memory_bound_splits_a_call_without_changing_its_samples(model, tokenizer):

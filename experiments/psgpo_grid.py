@@ -306,8 +306,8 @@ def pass_at_k_matrix(evaluations: list[dict], k: int, ids: list[str]) -> np.ndar
     rows = []
     for evaluation in evaluations:
         if [p["task_id"] for p in evaluation["problems"]] != ids:
-            raise SystemExit("a sampled evaluation covers other held-out problems than the greedy "
-                             "ones: the runs do not come from one pipeline run")
+            raise SystemExit("a sampled evaluation covers other held-out problems than the SFT "
+                             "policy's: the runs do not come from one pipeline run")
         rows.append([pass_at_k(p["n"], p["correct"], k) if p["n"] >= k else np.nan
                      for p in evaluation["problems"]])
     return np.asarray(rows, dtype=np.float64)

@@ -262,6 +262,10 @@ def sampled_eval_path(run_dir: str, n: int, temperature: float) -> str:
 
 
 _CONTEXT = {}
+# One sampling seed for every policy: arms are compared on common random numbers. The SFT row
+# is one such draw, so a "vs SFT" interval covers problems and the arm's seeds, not the SFT
+# policy's own sampling noise beyond what the problem bootstrap carries.
+SAMPLED_EVAL_SEED = 0
 
 
 def ensure_sampled_eval(workdir: str, root: str, name: str | None, n: int,
@@ -272,28 +276,37 @@ def ensure_sampled_eval(workdir: str, root: str, name: str | None, n: int,
     and kept beside the run's greedy evaluation."""
     from prm_jax.jsonio import write_json_atomic
 
-    run_dir = os.path.join(root, name) if name else os.path.join(workdir, "sft")
-    path = sampled_eval_path(run_dir, n, temperature)
-    if os.path.exists(path):
-        with open(path) as f:
-            return json.load(f)
     from prm_jax import run as run_lib
-    from prm_jax.models.factory import load_run_model
     from prm_jax.run_config import config_dict_from_workdir
-    from prm_jax.stages import common
 
     if workdir not in _CONTEXT:
         _CONTEXT[workdir] = run_lib.prepare(config_dict_from_workdir(workdir), workdir)
     ctx = _CONTEXT[workdir]
+    run_dir = os.path.join(root, name) if name else os.path.join(workdir, "sft")
     policy = os.path.join(root, f"policy_{name}") if name else ctx.workdir.policy
+    # What the evaluation depends on; a kept file made with other settings is made again.
+    settings = {"policy": os.path.relpath(policy, workdir), "n": n, "temperature": temperature,
+                "seed": SAMPLED_EVAL_SEED, "max_new_tokens": ctx.config.sample.max_new_tokens,
+                "num_test": ctx.config.data.num_test}
+    path = sampled_eval_path(run_dir, n, temperature)
+    if os.path.exists(path):
+        with open(path) as f:
+            kept = json.load(f)
+        if kept.get("settings") == settings:
+            return kept
+    from prm_jax.models.factory import load_run_model
+    from prm_jax.stages import common
+
     start = time.perf_counter()
     result = common.sampled_pass_at_k(
         load_run_model(ctx.config, policy), ctx.tokenizer,
         common.problems(ctx.config, "test", ctx.config.data.num_test), n=n,
-        temperature=temperature, max_new_tokens=ctx.config.sample.max_new_tokens, mesh_=ctx.mesh)
-    result["seconds"] = time.perf_counter() - start
-    print(f"sampled pass@k of {name or 'sft'}: pass@1 {result['pass@1']:.3f}, pass@{n} "
-          f"{result[f'pass@{n}']:.3f} ({result['seconds']:.0f} s)", flush=True)
+        temperature=temperature, max_new_tokens=settings["max_new_tokens"], mesh_=ctx.mesh,
+        seed=SAMPLED_EVAL_SEED)
+    result.update(settings=settings, seconds=time.perf_counter() - start)
+    print(f"sampled pass@k of {name or 'sft'}: pass@1 {result.get('pass@1', float('nan')):.3f}, "
+          f"pass@{n} {result.get(f'pass@{n}', float('nan')):.3f} ({result['seconds']:.0f} s)",
+          flush=True)
     write_json_atomic(path, result)
     return result
 
@@ -306,18 +319,19 @@ def pass_at_k_matrix(evaluations: list[dict], k: int, ids: list[str]) -> np.ndar
     rows = []
     for evaluation in evaluations:
         if [p["task_id"] for p in evaluation["problems"]] != ids:
-            raise SystemExit("a sampled evaluation covers other held-out problems than the SFT "
-                             "policy's: the runs do not come from one pipeline run")
+            raise SystemExit("a sampled evaluation covers other held-out problems, or another "
+                             "order, than the greedy ones: the runs do not come from one "
+                             "pipeline run")
         rows.append([pass_at_k(p["n"], p["correct"], k) if p["n"] >= k else np.nan
                      for p in evaluation["problems"]])
     return np.asarray(rows, dtype=np.float64)
 
 
 def analyse_pass_at_k(sft_eval: dict, evals_by_arm: dict[str, list[dict]], ks: list[int],
-                      subsets: dict[str, np.ndarray]) -> dict:
+                      subsets: dict[str, np.ndarray], ids: list[str]) -> dict:
     """Per arm and k: sampled pass@k with its two-way bootstrap interval (seeds × problems),
-    overall and per subset, and the paired difference against SFT and `BASELINE`."""
-    ids = [p["task_id"] for p in sft_eval["problems"]]
+    overall and per subset (column indices into `ids`, the greedy evaluations' problem order),
+    and the paired difference against SFT (one draw: see SAMPLED_EVAL_SEED) and `BASELINE`."""
     report = {"n": sft_eval["n"], "temperature": sft_eval["temperature"], "ks": ks, "arms": {}}
     sft = {k: pass_at_k_matrix([sft_eval], k, ids) for k in ks}
     report["arms"]["sft"] = {f"pass@{k}": {name: _ci_dict(grid_stats.bootstrap_ci(sft[k][:, cols]))
@@ -400,7 +414,7 @@ def analyse(runs_by_arm: dict[str, list[dict]], seeds: list[int]) -> dict:
     sft = _matrix([first], "problems_before")
     outcomes = {arm: _matrix(runs, "problems_after") for arm, runs in runs_by_arm.items()}
     report = {"problems": len(ids), "seeds": seeds, "subsets": {k: len(v) for k, v in subsets.items()},
-              "subset_columns": {k: v.tolist() for k, v in subsets.items()},
+              "subset_columns": {k: v.tolist() for k, v in subsets.items()}, "task_ids": ids,
               "arms": {"sft": {"subsets": {k: _ci_dict(grid_stats.bootstrap_ci(sft[:, cols]))
                                            for k, cols in subsets.items()}}}}
     for arm, runs in runs_by_arm.items():
@@ -644,7 +658,8 @@ def main(argv=None):
         columns = {k: np.asarray(v, dtype=np.int64) for k, v in report["subset_columns"].items()}
         ks = sorted({1, max(1, n // 2), n})
         report["pass_at_k"] = analyse_pass_at_k(
-            ensure_sampled_eval(workdir, workdir, None, n, temperature), evals, ks, columns)
+            ensure_sampled_eval(workdir, workdir, None, n, temperature), evals, ks, columns,
+            report["task_ids"])
         print(write_pass_at_k_table(report["pass_at_k"], out))
     with open(os.path.join(out, "results.json"), "w") as f:
         json.dump(report, f, indent=1)

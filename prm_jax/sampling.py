@@ -271,24 +271,29 @@ def batch_bytes_per_prompt(config, p_len: int, n: int, cache_len: int, cache_ite
     """Estimated peak bytes one prompt adds to a generate batch (an upper estimate, checked
     against compiled programs in the tests):
 
-        5 · heads · L² · 4            prefill attention (PREFILL_ATTENTION_ARRAYS float32 arrays)
-      + L · (3·D + 2·F) · 4           prefill activations (residual, q/k/v/out, MLP)
-      + (n + 1) · 2 · layers · kv_heads · head_dim · S · itemsize    KV cache (prompt and n rows)
+        5 · heads · L² · 4        prefill attention (PREFILL_ATTENTION_ARRAYS float32 arrays)
+      + L · (3·D + 2·F) · 4       prefill activations (residual, q/k/v/out, MLP)
+      + max(n + 1, 2n) · C        KV cache: the prompt's row and its n rows in the prefill,
+                                  the old and the grown n rows while the cache grows
       + n · (4 · V · 4 + 3 · W · 4)   logits and their warped copies; tokens and log-probs
 
-    with L the padded prompt length, S the cache slots and W = S − L the sampled width."""
+    with L the padded prompt length, C = 2 · layers · kv_heads · head_dim · S · itemsize one
+    row's cache of S slots, and W = S − L the sampled width."""
     attention = PREFILL_ATTENTION_ARRAYS * config.num_heads * p_len * p_len * 4
     activations = p_len * (3 * config.hidden_size + 2 * config.intermediate_size) * 4
     cache_row = 2 * config.num_layers * config.num_kv_heads * config.dim_per_head * cache_len * cache_itemsize
     per_row = 4 * config.vocab_size * 4 + 3 * max(cache_len - p_len, 1) * 4
-    return attention + activations + (n + 1) * cache_row + n * per_row
+    return attention + activations + max(n + 1, 2 * n) * cache_row + n * per_row
 
 
 def device_batch_bytes() -> int:
-    """Batch memory per device: half the first device's memory limit where the runtime reports
-    one (GPU, TPU), else HOST_BATCH_BYTES."""
-    limit = (jax.devices()[0].memory_stats() or {}).get("bytes_limit")
-    return int(limit) // 2 if limit else HOST_BATCH_BYTES
+    """Batch memory per device: half of what is free of the first local device's memory limit
+    where the runtime reports one (GPU, TPU; the loaded weights are in use by then), else
+    HOST_BATCH_BYTES."""
+    stats = jax.local_devices()[0].memory_stats() or {}
+    if not stats.get("bytes_limit"):
+        return HOST_BATCH_BYTES
+    return max(1, (int(stats["bytes_limit"]) - int(stats.get("bytes_in_use", 0))) // 2)
 
 
 def _floor_row_bucket(count: int) -> int:
@@ -436,18 +441,30 @@ class Sampler:
     def prompts_per_batch(self, p_len: int, n: int, max_new_tokens: int) -> int:
         """Prompts prefilled and sampled together: at most `max_prefill_tokens` prompt tokens
         and `max_batch_bytes` of estimated memory per data-parallel device
-        (`batch_bytes_per_prompt`; a row-bucket count, so batches are not padded beyond it).
-        One prompt length for the whole call."""
-        limits = []
+        (`batch_bytes_per_prompt`), counted after padding (`padded_prompts`), so a batch of this
+        many prompts is not padded beyond the bounds — except that no batch has fewer prompts
+        than one padding step. One prompt length for the whole call."""
+        limit = 1 << 62
         if self.max_prefill_tokens is not None:
-            limits.append(max(1, self.max_prefill_tokens // p_len))
+            limit = min(limit, self.max_prefill_tokens // p_len)
         if self.max_batch_bytes is not None:
             _, _, full_len = self._widths(p_len, max_new_tokens)
             itemsize = jnp.dtype(self.cache_dtype or self.config.compute_dtype).itemsize
             each = batch_bytes_per_prompt(self.config, p_len, n, full_len, itemsize)
-            budget = self.max_batch_bytes * self.data_parallel  # rows split over the devices
-            limits.append(_floor_row_bucket(max(1, budget // each)))
-        return min(limits) if limits else 1 << 62
+            limit = min(limit, self.max_batch_bytes * self.data_parallel // each)  # rows split over devices
+        step = self._prompt_step(n)
+        return step * _floor_row_bucket(max(1, limit // step))
+
+    def _prompt_step(self, n: int) -> int:
+        """Prompt counts are padded to multiples of this: rows = prompts × n is then a multiple
+        of batch_multiple and the prefill's prompt rows divide over the data-parallel devices."""
+        return math.lcm(self.batch_multiple // math.gcd(self.batch_multiple, n), self.data_parallel)
+
+    def padded_prompts(self, count: int, n: int) -> int:
+        """Prompts a batch of `count` prompts runs with padding: a row bucket of multiples of
+        the step, so varying prompt counts compile a bounded number of programs."""
+        step = self._prompt_step(n)
+        return step * row_bucket(-(-count // step))
 
     def _widths(self, p_len: int, max_new: int) -> tuple[int, int, int]:
         """(chunk, width, full cache length) of a generation of `max_new` tokens: a chunk no
@@ -465,12 +482,7 @@ class Sampler:
         the result are local to this batch."""
         max_new = config.max_new_tokens
         n_prompts = len(ids)
-        # Pad the prompt count to a row bucket of multiples of `step`, so that rows = prompts × n
-        # is a multiple of batch_multiple, the prefill's prompt rows divide over the
-        # data-parallel devices, and varying prompt counts compile a bounded number of programs.
-        step = math.lcm(self.batch_multiple // math.gcd(self.batch_multiple, config.n),
-                        self.data_parallel)
-        b_prompts = step * row_bucket(-(-n_prompts // step))
+        b_prompts = self.padded_prompts(n_prompts, config.n)
         tokens = np.zeros((b_prompts, p_len), np.int32)
         mask = np.zeros((b_prompts, p_len), bool)
         for i, x in enumerate(ids):

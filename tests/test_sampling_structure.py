@@ -5,6 +5,7 @@ nucleus filter give exactly what the plain versions give."""
 import math
 import re
 
+import jax
 import numpy as np
 import pytest
 
@@ -177,23 +178,31 @@ def test_a_call_split_into_prefill_batches_samples_what_one_batch_samples(model,
         Sampler(model, tokenizer, max_prefill_tokens=0)
     with pytest.raises(sampling.SamplingError, match="max_batch_bytes"):
         Sampler(model, tokenizer, max_batch_bytes=-1)
-    # "auto" on a host without an accelerator's memory statistics: the host budget.
-    assert Sampler(model, tokenizer).max_batch_bytes == sampling.HOST_BATCH_BYTES
+    # "auto": half the free accelerator memory, or the host budget where the backend reports
+    # no memory statistics (the CPU).
+    assert Sampler(model, tokenizer).max_batch_bytes == sampling.device_batch_bytes()
+    if jax.local_devices()[0].memory_stats() is None:
+        assert sampling.device_batch_bytes() == sampling.HOST_BATCH_BYTES
 
 
 def test_a_memory_bound_splits_a_call_without_changing_its_samples(model, tokenizer):
-    """max_batch_bytes bounds a batch by estimated memory: 13 prompts under a budget of three
-    prompts' estimate run in batches of 3 (a row bucket) and sample what one batch samples."""
+    """max_batch_bytes bounds a batch by estimated memory after padding: 13 prompts (n = 2,
+    padded to multiples of 4) under a budget of nine prompts' estimate run in batches of 8 and
+    sample what one batch samples; no budget gives a batch fewer prompts than one padding step."""
     prompts = _prompts(13, seed=4)
     config = SamplingConfig(temperature=1.0, n=2, max_new_tokens=12, eos_ids=())
     whole = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=None)
     assert whole.prompts_per_batch(16, 2, 12) > 13
     _, _, full_len = whole._widths(16, 12)
     each = sampling.batch_bytes_per_prompt(model.config, 16, 2, full_len)
-    split = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=3 * each + 1)
-    assert split.prompts_per_batch(16, 2, 12) == 3
-    # Quadratic in the prompt length: a 4× longer prompt leaves room for one.
-    assert split.prompts_per_batch(64, 2, 12) == 1
+    for fit in (1, 3, 4, 5, 9, 17, 40):
+        bounded = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=fit * each + 1)
+        count = bounded.prompts_per_batch(16, 2, 12)
+        assert bounded.padded_prompts(count, 2) == count <= max(fit, 4), (fit, count)
+    split = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=9 * each + 1)
+    assert split.prompts_per_batch(16, 2, 12) == 8
+    # Quadratic in the prompt length: at 4× the length not even one step's prompts fit.
+    assert split.prompts_per_batch(64, 2, 12) == 4
     a = whole.generate(prompts, config, seed=2, detokenize=False)
     b = split.generate(prompts, config, seed=2, detokenize=False)
     assert b.token_ids == a.token_ids and b.prompt_index == a.prompt_index
@@ -207,8 +216,8 @@ def test_batch_memory_estimate_bounds_the_compiled_prefill(model, tokenizer, pro
     import jax.numpy as jnp
 
     sampler = Sampler(model, tokenizer)
-    _, width, full_len = sampler._widths(p_len, 48)
-    cache_len = min(sampling._bucket(p_len + 64, sampler.prompt_buckets), full_len)
+    chunk, width, full_len = sampler._widths(p_len, 48)
+    cache_len = sampler._cache_len(p_len + chunk, full_len)
     settings = {"temperature": jnp.float32(1.0), "top_p": jnp.float32(1.0),
                 "max_new_tokens": jnp.int32(48)}
     compiled = sampling._start.lower(

@@ -334,15 +334,13 @@ def analyse_pass_at_k(sft_eval: dict, evals_by_arm: dict[str, list[dict]], ks: l
     and the paired difference against SFT (one draw: see SAMPLED_EVAL_SEED) and `BASELINE`."""
     report = {"n": sft_eval["n"], "temperature": sft_eval["temperature"], "ks": ks, "arms": {}}
     sft = {k: pass_at_k_matrix([sft_eval], k, ids) for k in ks}
-    report["arms"]["sft"] = {f"pass@{k}": {name: _ci_dict(grid_stats.bootstrap_ci(sft[k][:, cols]))
-                                           for name, cols in subsets.items()} for k in ks}
+    report["arms"]["sft"] = {f"pass@{k}": subset_cis(sft[k], subsets) for k in ks}
     matrices = {arm: {k: pass_at_k_matrix(evals, k, ids) for k in ks}
                 for arm, evals in evals_by_arm.items()}
     for arm, by_k in matrices.items():
         entry = {}
         for k, m in by_k.items():
-            entry[f"pass@{k}"] = {name: _ci_dict(grid_stats.bootstrap_ci(m[:, cols]))
-                                  for name, cols in subsets.items()}
+            entry[f"pass@{k}"] = subset_cis(m, subsets)
             entry[f"pass@{k}_vs_sft"] = _ci_dict(grid_stats.paired_difference_ci(
                 m, np.repeat(sft[k], len(m), axis=0)))
             if arm != BASELINE and BASELINE in matrices:
@@ -386,6 +384,11 @@ def _matrix(runs: list[dict], key: str) -> np.ndarray:
                        for r in runs], dtype=np.float64)
 
 
+def subset_cis(matrix: np.ndarray, subsets: dict[str, np.ndarray]) -> dict:
+    """{subset: mean and two-way bootstrap interval of matrix[:, subset's problem columns]}."""
+    return {name: _ci_dict(grid_stats.bootstrap_ci(matrix[:, cols])) for name, cols in subsets.items()}
+
+
 def _ci_dict(mean_low_high) -> dict:
     mean, low, high = mean_low_high
     return {"mean": mean, "low": low, "high": high}
@@ -415,14 +418,11 @@ def analyse(runs_by_arm: dict[str, list[dict]], seeds: list[int]) -> dict:
     outcomes = {arm: _matrix(runs, "problems_after") for arm, runs in runs_by_arm.items()}
     report = {"problems": len(ids), "seeds": seeds, "subsets": {k: len(v) for k, v in subsets.items()},
               "subset_columns": {k: v.tolist() for k, v in subsets.items()}, "task_ids": ids,
-              "arms": {"sft": {"subsets": {k: _ci_dict(grid_stats.bootstrap_ci(sft[:, cols]))
-                                           for k, cols in subsets.items()}}}}
+              "arms": {"sft": {"subsets": subset_cis(sft, subsets)}}}
     for arm, runs in runs_by_arm.items():
-        entry = {"subsets": {}, "per_seed": [r["pass@1"] for r in runs]}
+        entry = {"subsets": subset_cis(outcomes[arm], subsets), "per_seed": [r["pass@1"] for r in runs]}
         mean, half = grid_stats.t_interval(entry["per_seed"])
         entry["t_interval"] = {"mean": mean, "half_width": half}
-        for name, cols in subsets.items():
-            entry["subsets"][name] = _ci_dict(grid_stats.bootstrap_ci(outcomes[arm][:, cols]))
         # Did RL move the policy? The SFT policy is deterministic (greedy), so its row repeats
         # over seeds and the paired bootstrap resamples problems (and this arm's seeds).
         entry["vs_sft"] = {name: _ci_dict(grid_stats.paired_difference_ci(

@@ -448,7 +448,7 @@ class Sampler:
         if self.max_prefill_tokens is not None:
             limit = min(limit, self.max_prefill_tokens // p_len)
         if self.max_batch_bytes is not None:
-            _, _, full_len = self._widths(p_len, max_new_tokens)
+            *_, full_len = self._widths(p_len, max_new_tokens)
             itemsize = jnp.dtype(self.cache_dtype or self.config.compute_dtype).itemsize
             each = batch_bytes_per_prompt(self.config, p_len, n, full_len, itemsize)
             limit = min(limit, self.max_batch_bytes * self.data_parallel // each)  # rows split over devices
@@ -466,15 +466,16 @@ class Sampler:
         step = self._prompt_step(n)
         return step * row_bucket(-(-count // step))
 
-    def _widths(self, p_len: int, max_new: int) -> tuple[int, int, int]:
-        """(chunk, width, full cache length) of a generation of `max_new` tokens: a chunk no
-        longer than the generation needs (a power of two, a multiple of INNER_STEPS), token 0
-        from the prefill and `chunk` tokens per decode chunk."""
+    def _widths(self, p_len: int, max_new: int) -> tuple[int, int, int, int]:
+        """(chunk, inner, width, full cache length) of a generation of `max_new` tokens: a
+        chunk no longer than the generation needs (a power of two, a multiple of the inner run
+        length `inner` ≤ INNER_STEPS), token 0 from the prefill and `chunk` tokens per decode
+        chunk."""
         chunk = min(self.chunk, 1 << max(0, (max_new - 2).bit_length()))
         inner = min(INNER_STEPS, chunk)
         chunk = inner * -(-chunk // inner)
         width = 1 + chunk * -(-(max_new - 1) // chunk)
-        return chunk, width, p_len + width - 1
+        return chunk, inner, width, p_len + width - 1
 
     def _generate_batch(self, ids, prompt_offset: int, p_len: int, config: SamplingConfig,
                         eos_arr, seed: int, detokenize: bool) -> SampleBatch:
@@ -495,8 +496,7 @@ class Sampler:
         rows = b_prompts * n
         row_prompt = np.repeat(np.arange(b_prompts), n)
         row_sample = np.tile(np.arange(n), b_prompts)
-        chunk, width, full_len = self._widths(p_len, max_new)
-        inner = min(INNER_STEPS, chunk)
+        chunk, inner, width, full_len = self._widths(p_len, max_new)
         settings = {"temperature": jnp.float32(config.temperature),
                     "top_p": jnp.float32(config.top_p), "max_new_tokens": jnp.int32(max_new)}
         static = dict(top_k=config.top_k, use_top_p=config.top_p < 1.0,

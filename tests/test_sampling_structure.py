@@ -193,7 +193,7 @@ def test_a_memory_bound_splits_a_call_without_changing_its_samples(model, tokeni
     config = SamplingConfig(temperature=1.0, n=2, max_new_tokens=12, eos_ids=())
     whole = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=None)
     assert whole.prompts_per_batch(16, 2, 12) > 13
-    _, _, full_len = whole._widths(16, 12)
+    *_, full_len = whole._widths(16, 12)
     each = sampling.batch_bytes_per_prompt(model.config, 16, 2, full_len)
     for fit in (1, 3, 4, 5, 9, 17, 40):
         bounded = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=fit * each + 1)
@@ -216,7 +216,7 @@ def test_batch_memory_estimate_bounds_the_compiled_prefill(model, tokenizer, pro
     import jax.numpy as jnp
 
     sampler = Sampler(model, tokenizer)
-    chunk, width, full_len = sampler._widths(p_len, 48)
+    chunk, _, width, full_len = sampler._widths(p_len, 48)
     cache_len = sampler._cache_len(p_len + chunk, full_len)
     settings = {"temperature": jnp.float32(1.0), "top_p": jnp.float32(1.0),
                 "max_new_tokens": jnp.int32(48)}

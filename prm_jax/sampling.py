@@ -427,11 +427,11 @@ class Sampler:
             raise SamplingError(
                 f"prompt of {longest} tokens + max_new_tokens={max_new} exceeds the model's "
                 f"max_position_embeddings={self.config.max_position_embeddings}")
-        per_batch = self.prompts_per_batch(p_len, config.n, max_new)
+        size, padded = self.batch_plan(len(ids), p_len, config.n, max_new)
         out = SampleBatch([], [], [], [], [], [], [], [])
-        for first in range(0, len(ids), per_batch):
-            part = self._generate_batch(ids[first:first + per_batch], first, p_len, config, eos_arr,
-                                        seed, detokenize)
+        for first in range(0, len(ids), size):
+            part = self._generate_batch(ids[first:first + size], first, p_len, padded, config,
+                                        eos_arr, seed, detokenize)
             out.prompt_index.extend(first + p for p in part.prompt_index)
             for field in ("sample_index", "token_ids", "texts", "logprobs", "sampling_logprobs",
                           "stop_reasons", "offsets"):
@@ -455,6 +455,17 @@ class Sampler:
         step = self._prompt_step(n)
         return step * _floor_row_bucket(max(1, limit // step))
 
+    def batch_plan(self, count: int, p_len: int, n: int, max_new_tokens: int) -> tuple[int, int]:
+        """(prompts per batch, padded prompts per batch) for `count` prompts: as few batches as
+        `prompts_per_batch` allows, of equal size (the last possibly smaller), every one padded
+        to the same shape — so a call split into batches compiles the programs of one batch,
+        not a second set for a remainder. Padding stays within one row bucket of the batch
+        size, and never beyond `prompts_per_batch`."""
+        per_batch = self.prompts_per_batch(p_len, n, max_new_tokens)
+        batches = -(-max(count, 1) // per_batch)
+        size = -(-max(count, 1) // batches)
+        return size, self.padded_prompts(size, n)
+
     def _prompt_step(self, n: int) -> int:
         """Prompt counts are padded to multiples of this: rows = prompts × n is then a multiple
         of batch_multiple and the prefill's prompt rows divide over the data-parallel devices."""
@@ -477,13 +488,12 @@ class Sampler:
         width = 1 + chunk * -(-(max_new - 1) // chunk)
         return chunk, inner, width, p_len + width - 1
 
-    def _generate_batch(self, ids, prompt_offset: int, p_len: int, config: SamplingConfig,
-                        eos_arr, seed: int, detokenize: bool) -> SampleBatch:
-        """`generate` for prompts `ids` (token lists) left-padded to `p_len`; prompt indices in
-        the result are local to this batch."""
+    def _generate_batch(self, ids, prompt_offset: int, p_len: int, b_prompts: int,
+                        config: SamplingConfig, eos_arr, seed: int, detokenize: bool) -> SampleBatch:
+        """`generate` for prompts `ids` (token lists) left-padded to `p_len`, padded with dummy
+        prompts to `b_prompts`; prompt indices in the result are local to this batch."""
         max_new = config.max_new_tokens
         n_prompts = len(ids)
-        b_prompts = self.padded_prompts(n_prompts, config.n)
         tokens = np.zeros((b_prompts, p_len), np.int32)
         mask = np.zeros((b_prompts, p_len), bool)
         for i, x in enumerate(ids):

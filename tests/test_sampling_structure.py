@@ -208,6 +208,29 @@ def test_a_memory_bound_splits_a_call_without_changing_its_samples(model, tokeni
     assert b.token_ids == a.token_ids and b.prompt_index == a.prompt_index
 
 
+def test_a_split_call_runs_batches_of_one_shape(model, tokenizer):
+    """Prompts beyond one batch run in equal batches padded to one shape (13 prompts under a
+    bound of 12: 7 + 6, both padded to 8 — not 12 + a remainder of 1 padded to 4), so the
+    split call reuses the programs of a single batch of that shape (a generation length no
+    other test here uses, so the single batch compiles them)."""
+    config = SamplingConfig(temperature=1.0, n=2, max_new_tokens=30, eos_ids=())
+    sampler = Sampler(model, tokenizer, max_prefill_tokens=12 * 16, max_batch_bytes=None)
+    assert sampler.batch_plan(13, 16, 2, 30) == (7, 8)
+    assert sampler.batch_plan(12, 16, 2, 30) == (12, 12)
+    assert sampler.batch_plan(3, 16, 2, 30) == (3, 4)
+    for count in range(1, 200):  # as few batches as the bound allows, padded within it
+        size, padded = sampler.batch_plan(count, 16, 2, 30)
+        assert -(-count // size) == -(-count // 12) and size <= padded <= 12
+        assert padded == sampler.padded_prompts(size, 2)
+    prompts = _prompts(13, seed=6)
+    with CompileStats() as single:
+        sampler.generate(prompts[:8], config, seed=1, detokenize=False)
+    with CompileStats() as split:
+        out = sampler.generate(prompts, config, seed=1, detokenize=False)
+    assert single.compiles > 0 and split.compiles == 0, (single.by_function, split.by_function)
+    assert out.prompt_index == sorted(out.prompt_index) and len(set(out.prompt_index)) == 13
+
+
 @pytest.mark.parametrize("prompts,p_len,n", [(16, 128, 2), (8, 256, 1), (8, 256, 4)])
 def test_batch_memory_estimate_bounds_the_compiled_prefill(model, tokenizer, prompts, p_len, n):
     """The estimate per prompt is an upper bound of the compiled start program's memory

@@ -129,7 +129,15 @@ def _last_true(mask_BxN: jax.Array) -> jax.Array:
 
 
 def sample(keys_B: jax.Array, logits_BxV: jax.Array, block: int = SAMPLE_BLOCK) -> jax.Array:
-    """One token per row from softmax(logits) (entries of −inf are never drawn), by inverse CDF
+    """One token per row from softmax(logits); see `sample_with_log_prob`."""
+    return sample_with_log_prob(keys_B, logits_BxV, block)[0]
+
+
+def sample_with_log_prob(keys_B: jax.Array, logits_BxV: jax.Array,
+                         block: int = SAMPLE_BLOCK) -> tuple[jax.Array, jax.Array]:
+    """(token, its log-probability under softmax(logits)) per row: log p = logit − max − log Z,
+    from the same pass that draws it. One token per row from softmax(logits) (entries of −inf
+    are never drawn), by inverse CDF
     with two uniforms: u₁·Z (Z = Σ exp(logit − max)) picks the block b whose cumulative mass first
     exceeds it, u₂·Z_b (Z_b the mass of b) the token of b whose cumulative mass first exceeds
     that. Each stage resolves float32 uniforms (2⁻²³ of its own total), so a token's probability
@@ -137,7 +145,8 @@ def sample(keys_B: jax.Array, logits_BxV: jax.Array, block: int = SAMPLE_BLOCK) 
     rounding of the sums can only move a draw between tokens of positive mass."""
     b, vocab = logits_BxV.shape
     pad = (-vocab) % block
-    probs = jnp.exp(logits_BxV - jnp.max(logits_BxV, axis=-1, keepdims=True))
+    max_B = jnp.max(logits_BxV, axis=-1)
+    probs = jnp.exp(logits_BxV - max_B[:, None])
     probs_BxNxK = jnp.pad(probs, ((0, 0), (0, pad))).reshape(b, -1, block)
     block_mass_BxN = probs_BxNxK.sum(-1)
     cumulative_BxN = jnp.cumsum(block_mass_BxN, axis=-1)
@@ -151,4 +160,6 @@ def sample(keys_B: jax.Array, logits_BxV: jax.Array, block: int = SAMPLE_BLOCK) 
     token_in_block = _first_true(
         (inner_cumulative > u_Bx2[:, 1:] * inner_cumulative[:, -1:]) & inner_positive,
         _last_true(inner_positive))
-    return chosen_B * block + token_in_block
+    token_B = chosen_B * block + token_in_block
+    picked_B = jnp.take_along_axis(logits_BxV, token_B[:, None], axis=-1)[:, 0]
+    return token_B, picked_B - max_B - jnp.log(cumulative_BxN[:, -1])

@@ -9,7 +9,10 @@ Design:
 * Prompts are left-padded to a length bucket and the prompt count to a row bucket
   (`row_bucket`: 1, 2, 3, 4, 6, 8, 12, …, times the data-parallel multiple), so new prompt
   lengths and counts rarely recompile: the jitted functions are specialised on (row bucket,
-  prompt bucket, cache bucket, max_new_tokens, chunk) only.
+  prompt bucket, cache bucket, max_new_tokens, chunk) only. `min_rows` pads every call to at
+  least that many rows: where small batches are latency-bound (an accelerator; a caller with
+  many small calls of varying size, as labelling's rounds), padding costs little and saves the
+  compiles of the smaller buckets.
 * `_start` is one call: cache init, prefill of each distinct prompt, its cache repeated for its
   `n` samples, and the first token sampled from the last prompt position's logits.
 * `_decode_chunk` runs exactly `chunk` steps in a loop with a known trip count (finished rows are
@@ -45,7 +48,7 @@ import numpy as np
 from flax import nnx
 
 from prm_jax.distributed import to_host
-from prm_jax.logit_filters import sample, warp_logits
+from prm_jax.logit_filters import sample_with_log_prob, warp_logits
 from prm_jax.models.kv_cache import KVCache
 from prm_jax.models.sharded import ShardedModel
 
@@ -151,17 +154,17 @@ class _State:
 def _choose(logits_BxV: jax.Array, state: _State, settings: dict, eos_ids: jax.Array, *,
             top_k: int, use_top_p: bool, greedy: bool) -> _State:
     """Samples the next token of every live row from its logits and records it at `step`."""
-    log_probs_BxV = jax.nn.log_softmax(logits_BxV, axis=-1)
+    logits_BxV = logits_BxV.astype(jnp.float32)
     if greedy:
         token_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
         sampling_lp_B = jnp.zeros(token_B.shape, jnp.float32)
     else:
         warped = warp_logits(logits_BxV, settings["temperature"], top_k, settings["top_p"], use_top_p)
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, state.step))(state.keys_B)
-        token_B = sample(step_keys, warped)
-        sampling_lp_B = jnp.take_along_axis(jax.nn.log_softmax(warped, axis=-1), token_B[:, None],
-                                            axis=-1)[:, 0]
-    lp_B = jnp.take_along_axis(log_probs_BxV, token_B[:, None], axis=-1)[:, 0]
+        token_B, sampling_lp_B = sample_with_log_prob(step_keys, warped)
+    # log softmax(logits)[token], without materialising the [B,V] log-probabilities.
+    lp_B = (jnp.take_along_axis(logits_BxV, token_B[:, None], axis=-1)[:, 0]
+            - jax.nn.logsumexp(logits_BxV, axis=-1))
     live_B = ~state.done_B
     idx = state.step
     tokens = state.tokens_BxN.at[:, idx].set(jnp.where(live_B, token_B, 0))
@@ -205,7 +208,8 @@ def _start(graphdef, params, tokens_PxL, mask_PxL, base_key, n_prompts, prompt_o
     keys_B = jax.vmap(lambda p, s: jax.random.fold_in(jax.random.fold_in(base_key, p), s))(
         row_prompt + prompt_offset, jnp.arange(prompts * n) % n)
     cache = _constrain_rows(KVCache.init(model.config, prompts, cache_len, cache_dtype), mesh)
-    hidden_PxLxD, cache = model.backbone(tokens_PxL, mask_BxT=mask_PxL, cache=cache)
+    hidden_PxLxD, cache = model.backbone(tokens_PxL, mask_BxT=mask_PxL, cache=cache,
+                                         fresh_cache=True)
     logits = model.logits_from_hidden(hidden_PxLxD[:, -1])
     if n > 1:
         cache = cache.map_rows(lambda x: jnp.repeat(x, n, axis=0))
@@ -329,7 +333,7 @@ class Sampler:
     def __init__(self, model, tokenizer, *, mesh=None, prompt_buckets: Sequence[int] = _DEFAULT_BUCKETS,
                  batch_multiple: int = 8, chunk: int = 64, cache_dtype=None,
                  max_prefill_tokens: int | None = MAX_PREFILL_TOKENS,
-                 max_batch_bytes: int | str | None = "auto"):
+                 max_batch_bytes: int | str | None = "auto", min_rows: int = 1):
         if hasattr(model, "score_w"):
             raise SamplingError("sampling needs a model with an LM head (CausalLM), not a scalar head")
         if len(tokenizer) > model.config.vocab_size:
@@ -347,7 +351,8 @@ class Sampler:
                                 f"{max_batch_bytes!r}")
         self.max_prefill_tokens = max_prefill_tokens
         self.max_batch_bytes = max_batch_bytes
-        for name, value in (("chunk", chunk), ("batch_multiple", batch_multiple)):
+        for name, value in (("chunk", chunk), ("batch_multiple", batch_multiple),
+                            ("min_rows", min_rows)):
             if not (isinstance(value, int) and value > 0):
                 raise SamplingError(f"{name} must be a positive integer, got {value!r}")
         if not prompt_buckets or any(not (isinstance(b, int) and b > 0) for b in prompt_buckets):
@@ -357,6 +362,7 @@ class Sampler:
         self.prompt_buckets = tuple(sorted(prompt_buckets))
         self.batch_multiple = batch_multiple
         self.chunk = chunk
+        self.min_rows = min_rows
         self.cache_dtype = cache_dtype
         self.sharded = ShardedModel(model, mesh)
         self.graphdef = self.sharded.graphdef
@@ -460,11 +466,12 @@ class Sampler:
         `prompts_per_batch` allows, of equal size (the last possibly smaller), every one padded
         to the same shape — so a call split into batches compiles the programs of one batch,
         not a second set for a remainder. Padding stays within one row bucket of the batch
-        size, and never beyond `prompts_per_batch`."""
+        size, or reaches `min_rows` rows, and never goes beyond `prompts_per_batch`."""
         per_batch = self.prompts_per_batch(p_len, n, max_new_tokens)
         batches = -(-max(count, 1) // per_batch)
         size = -(-max(count, 1) // batches)
-        return size, self.padded_prompts(size, n)
+        floor = -(-self.min_rows // n)  # prompts whose rows reach min_rows
+        return size, min(self.padded_prompts(max(size, floor), n), per_batch)
 
     def _prompt_step(self, n: int) -> int:
         """Prompt counts are padded to multiples of this: rows = prompts × n is then a multiple

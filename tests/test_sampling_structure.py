@@ -86,6 +86,29 @@ def test_row_counts_compile_a_bounded_number_of_programs(model, tokenizer):
     assert stats.compiles <= 4 * len(buckets), stats.compiles
 
 
+def test_min_rows_pads_small_calls_to_one_shape(model, tokenizer):
+    """With min_rows = 32 and n = 2, calls of 1…16 prompts all run as 16 prompts (one set of
+    programs) and sample what an unpadded call samples; larger calls keep their buckets, and
+    the memory bound still caps the padding."""
+    sampler = Sampler(model, tokenizer, chunk=4, batch_multiple=1, min_rows=32)
+    assert [sampler.batch_plan(c, 16, 2, 6)[1] for c in (1, 5, 16, 17, 30)] == [16, 16, 16, 24, 32]
+    capped = Sampler(model, tokenizer, batch_multiple=1, min_rows=32, max_prefill_tokens=4 * 16)
+    assert capped.batch_plan(1, 16, 2, 6) == (1, 4)
+    config = SamplingConfig(temperature=1.0, n=2, max_new_tokens=6, eos_ids=())
+    prompts = _prompts(16, seed=8)
+    with CompileStats() as first:
+        sampler.generate(prompts[:3], config, seed=3, detokenize=False)
+    with CompileStats() as rest:
+        outs = {c: sampler.generate(prompts[:c], config, seed=3, detokenize=False)
+                for c in range(1, 17)}
+    assert first.compiles > 0 and rest.compiles == 0, rest.by_function
+    plain = Sampler(model, tokenizer, chunk=4, batch_multiple=1).generate(
+        prompts[:5], config, seed=3, detokenize=False)
+    assert outs[5].token_ids == plain.token_ids and outs[5].prompt_index == plain.prompt_index
+    with pytest.raises(sampling.SamplingError, match="min_rows"):
+        Sampler(model, tokenizer, min_rows=0)
+
+
 def test_row_bucket_pads_at_most_a_third():
     for count in range(1, 2000):
         bucket = row_bucket(count)

@@ -109,11 +109,14 @@ class Attention(nnx.Module):
             y = y + getattr(self, bias_name)[...].astype(dtype)[None, None]
         return y
 
-    def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv=None, write_at=None):
+    def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv=None, write_at=None,
+                 new_only=False):
         """Returns (output `[B,T,D]`, updated (keys, values) when `kv` is given else None).
 
         `kv` holds this layer's cached `[B,K,S,H]` keys and values; the new tokens' keys and
-        values are written at slots `[write_at, write_at + T)` before attending. Keys and values
+        values are written at slots `[write_at, write_at + T)` before attending. With
+        `new_only` (a cache that held nothing before these tokens) they attend to the new
+        tokens' keys and values only (`mask_BxTxS` is then `[B,T,T]`). Keys and values
         are attended in that `[B,K,S,H]` layout (B and K batch dims of both matmuls), so the
         cache is never transposed or copied; the output projection is one `[N·H, D]` matmul.
         """
@@ -129,6 +132,7 @@ class Attention(nnx.Module):
             cache_k = jax.lax.dynamic_update_slice(cache_k, k_BxKxTxH.astype(cache_k.dtype), start)
             cache_v = jax.lax.dynamic_update_slice(cache_v, v_BxKxTxH.astype(cache_v.dtype), start)
             new_kv = (cache_k, cache_v)
+        if kv is not None and not new_only:
             k_BxKxSxH, v_BxKxSxH = cache_k.astype(q_BxTxNxH.dtype), cache_v.astype(q_BxTxNxH.dtype)
         else:
             k_BxKxSxH, v_BxKxSxH = k_BxKxTxH, v_BxKxTxH
@@ -177,16 +181,17 @@ class Block(nnx.Module):
         self.post_attn_norm = RMSNorm(config, rngs=rngs)
         self.mlp = MLP(config, rngs=rngs)
 
-    def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv=None, write_at=None):
+    def __call__(self, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv=None, write_at=None,
+                 new_only=False):
         attn_out, new_kv = self.attn(
-            self.input_norm(x_BxTxD), positions_BxT, mask_BxTxS, inv_freq, kv, write_at)
+            self.input_norm(x_BxTxD), positions_BxT, mask_BxTxS, inv_freq, kv, write_at, new_only)
         x_BxTxD = x_BxTxD + attn_out
         x_BxTxD = x_BxTxD + self.mlp(self.post_attn_norm(x_BxTxD))
         return x_BxTxD, new_kv
 
 
-def _run_block(block, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv, write_at):
-    return block(x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv, write_at)
+def _run_block(block, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv, write_at, new_only=False):
+    return block(x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv, write_at, new_only)
 
 
 # The same call, its activations recomputed in the backward pass (`DecoderConfig.remat`).
@@ -210,7 +215,8 @@ class Decoder(nnx.Module):
         self.layers = nnx.List([Block(config, rngs=rngs) for _ in range(config.num_layers)])
         self.final_norm = RMSNorm(config, rngs=rngs)
 
-    def __call__(self, tokens_BxT, *, mask_BxT=None, positions_BxT=None, cache: KVCache | None = None):
+    def __call__(self, tokens_BxT, *, mask_BxT=None, positions_BxT=None, cache: KVCache | None = None,
+                 fresh_cache: bool = False):
         """Runs the decoder over `tokens_BxT`.
 
         Args:
@@ -219,6 +225,10 @@ class Decoder(nnx.Module):
           positions_BxT: RoPE positions (default: from the mask, continuing after the cache).
           cache: when given, the tokens are appended at slot `cache.length` and attend to every
             valid cached slot before them; the updated cache is returned.
+          fresh_cache: the cache holds nothing yet (`KVCache.init`; the caller's promise): the
+            tokens are written from slot 0 and attend to each other only — what attending to
+            the empty cache computes, without reading its empty slots (a prefill's attention
+            then costs T², not T·S).
         Returns:
           (hidden `[B,T,D]` in compute dtype, updated cache or None).
         """
@@ -227,16 +237,23 @@ class Decoder(nnx.Module):
         if mask_BxT is None:
             mask_BxT = jnp.ones((b, t), bool)
         mask_BxT = mask_BxT.astype(bool)
+        if fresh_cache and cache is None:
+            raise ValueError("fresh_cache needs a cache")
         if positions_BxT is None:
-            positions_BxT = positions_from_mask(mask_BxT, cache.num_valid() if cache else None)
+            positions_BxT = positions_from_mask(
+                mask_BxT, cache.num_valid() if cache is not None and not fresh_cache else None)
         inv_freq = rope_inverse_frequencies(cfg)
-        if cache is None:
+        if cache is not None and t > cache.max_len:
+            raise ValueError(f"{t} new tokens do not fit in a cache of {cache.max_len} slots")
+        if cache is None or fresh_cache:
             causal_TxS = jnp.tril(jnp.ones((t, t), bool))
             mask_BxTxS = causal_TxS[None] & mask_BxT[:, None, :]
+        if cache is None:
             write_at = None
+        elif fresh_cache:
+            write_at = jnp.zeros((), jnp.int32)
+            valid_BxS = jax.lax.dynamic_update_slice(jnp.zeros_like(cache.valid_BxS), mask_BxT, (0, 0))
         else:
-            if t > cache.max_len:
-                raise ValueError(f"{t} new tokens do not fit in a cache of {cache.max_len} slots")
             write_at = cache.length
             slots_S = jnp.arange(cache.max_len)
             valid_BxS = jax.lax.dynamic_update_slice(cache.valid_BxS, mask_BxT, (0, write_at))
@@ -248,7 +265,7 @@ class Decoder(nnx.Module):
         for i, layer in enumerate(self.layers):
             kv = (cache.keys[i], cache.values[i]) if cache is not None else None
             x_BxTxD, new_kv = run_block(layer, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv,
-                                        write_at)
+                                        write_at, fresh_cache)
             if new_kv is not None:
                 new_keys.append(new_kv[0])
                 new_values.append(new_kv[1])
@@ -256,5 +273,5 @@ class Decoder(nnx.Module):
         if cache is None:
             return hidden_BxTxD, None
         new_cache = KVCache(keys=tuple(new_keys), values=tuple(new_values), valid_BxS=valid_BxS,
-                            length=cache.length + t)
+                            length=write_at + t)
         return hidden_BxTxD, new_cache

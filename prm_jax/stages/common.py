@@ -34,13 +34,14 @@ def labelling_policy_path(config: RunConfig, wd) -> str:
     return wd.policy
 
 
-def rollout_policy(ctx, policy, temperature: float, max_new_tokens: int = 0):
+def rollout_policy(ctx, policy, temperature: float, max_new_tokens: int = 0, min_rows: int = 1):
     """A `SamplerPolicy` completing (problem, prefix) requests with `policy` on the run's mesh
-    (max_new_tokens 0 = `sample.max_new_tokens`), stopping at the end of the function body."""
+    (max_new_tokens 0 = `sample.max_new_tokens`), stopping at the end of the function body;
+    every call padded to at least `min_rows` rows (`Sampler`)."""
     from prm_jax.prm.rollouts import SamplerPolicy
     from prm_jax.sampling import Sampler, SamplingConfig
 
-    return SamplerPolicy(Sampler(policy, ctx.tokenizer, mesh=ctx.mesh),
+    return SamplerPolicy(Sampler(policy, ctx.tokenizer, mesh=ctx.mesh, min_rows=min_rows),
                          SamplingConfig(temperature=temperature,
                                         max_new_tokens=max_new_tokens or ctx.config.sample.max_new_tokens,
                                         stop_strings=STOP))

@@ -89,6 +89,9 @@ def _mutation_file(path, items, verifier, config, teacher=None, with_originals=F
 
 # Tokens a teacher rewrite may take: only its first line is used (a synthetic line is < 40).
 TEACHER_MAX_NEW_TOKENS = 48
+# Rows every labelling rollout call is padded to at least: the calls shrink round by round as
+# responses resolve, and each smaller row bucket would compile its own programs.
+ROLLOUT_MIN_ROWS = 64
 
 
 def run(ctx: StageContext) -> dict:
@@ -109,7 +112,7 @@ def _label(ctx: StageContext) -> dict:
     wd = ctx.workdir
     c = config.label
     policy = load_run_model(config, common.labelling_policy_path(config, wd))
-    rollout = common.rollout_policy(ctx, policy, c.temperature)
+    rollout = common.rollout_policy(ctx, policy, c.temperature, min_rows=ROLLOUT_MIN_ROWS)
     items = _responses(wd)
     results = {}
     with SandboxPool() as pool:

@@ -13,7 +13,8 @@ batch, so the nucleus threshold is found in two exact ways instead:
   ends among them and its threshold is read off their cumulative mass;
 * otherwise (flat distributions) a bisection over the float32 bit patterns for the smallest logit
   value x with mass(logits > x) < p — which is the threshold: 32 masked sums over the vocabulary,
-  no sort. When at most `FALLBACK_ROWS` rows of the batch need it, only those rows are bisected.
+  no sort. Only the rows that need it are bisected: gathered into FALLBACK_ROWS, 2·FALLBACK_ROWS,
+  … rows (`fallback_sizes`), or the whole batch.
   With top-k on, the nucleus threshold is only needed among the k candidates (the top-k
   threshold dominates otherwise), so the bisection never runs.
 
@@ -23,6 +24,8 @@ number per vocabulary entry — 25× the cost at Qwen's vocabulary on a CPU.
 """
 
 from __future__ import annotations
+
+import functools
 
 import jax
 import jax.numpy as jnp
@@ -85,13 +88,26 @@ def _thresholds(logits_BxV, top_k: int, top_p, use_top_p: bool) -> jax.Array:
     return jnp.maximum(threshold_B, nucleus_B)
 
 
+def fallback_sizes(batch: int) -> tuple[int, ...]:
+    """Row counts the bisection runs on when only some rows of a batch need it: FALLBACK_ROWS,
+    doubling, below the batch (whose own size takes every row)."""
+    sizes, size = [], FALLBACK_ROWS
+    while size < batch:
+        sizes.append(size)
+        size *= 2
+    return tuple(sizes)
+
+
 def _bisect_rows_outside(logits_BxV, log_z_B1, top_p, nucleus_B, inside_B) -> jax.Array:
     """`nucleus_B` with the rows not `inside_B` replaced by their bisected threshold: nothing when
-    every row is inside, only those rows when they are at most FALLBACK_ROWS, else every row."""
-    rows = min(FALLBACK_ROWS, logits_BxV.shape[0])
+    every row is inside; else the rows outside, gathered into the smallest of `fallback_sizes`
+    that holds them (its other rows are inside ones, left as they are), or every row — so the
+    bisection's cost follows the number of rows that need it."""
+    batch = logits_BxV.shape[0]
+    sizes = fallback_sizes(batch)
     outside = jnp.sum(~inside_B)
 
-    def few():
+    def some(rows):
         _, index_R = lax.top_k((~inside_B).astype(jnp.float32), rows)
         sub_RxV, sub_log_z = logits_BxV[index_R], log_z_B1[index_R]
         bisected = _bisect_nucleus_threshold(sub_RxV, jnp.exp(sub_RxV - sub_log_z), top_p)
@@ -101,8 +117,11 @@ def _bisect_rows_outside(logits_BxV, log_z_B1, top_p, nucleus_B, inside_B) -> ja
         bisected = _bisect_nucleus_threshold(logits_BxV, jnp.exp(logits_BxV - log_z_B1), top_p)
         return jnp.where(inside_B, nucleus_B, bisected)
 
-    return lax.cond(outside == 0, lambda: nucleus_B,
-                    lambda: lax.cond(outside <= rows, few, every))
+    branches = [lambda: nucleus_B] + [functools.partial(some, rows) for rows in sizes] + [every]
+    # 0: none outside; i: the i-th size is the first to hold them; len(sizes) + 1: every row.
+    needed = 1 + (jnp.sum(jnp.asarray(sizes) < outside) if sizes else 0)
+    index = jnp.where(outside == 0, 0, needed)
+    return lax.switch(index, branches)
 
 
 def warp_logits(logits_BxV: jax.Array, temperature, top_k: int, top_p, use_top_p: bool) -> jax.Array:

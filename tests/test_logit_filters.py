@@ -5,7 +5,7 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from prm_jax.logit_filters import sample, warp_logits
+from prm_jax.logit_filters import fallback_sizes, sample, warp_logits
 
 
 def _nucleus_oracle(logits, temperature, top_k, top_p):
@@ -39,16 +39,18 @@ def test_sort_free_nucleus_filter_equals_the_sorted_one(vocab, top_k):
                 np.testing.assert_allclose(got[expected], row[expected] / temperature, rtol=1e-6)
 
 
-@pytest.mark.parametrize("flat_rows", [1, 3, 6])
+@pytest.mark.parametrize("flat_rows", [0, 1, 3, 4, 5, 8, 9, 17, 20])
 def test_only_the_flat_rows_of_a_batch_are_bisected_and_all_rows_are_exact(flat_rows):
-    """A batch of peaked rows (nucleus among the candidates) with a few flat ones: fewer than
-    FALLBACK_ROWS flat rows take the per-row path, more take the whole-batch path."""
+    """A batch of 20 peaked rows (nucleus among the candidates) with some flat ones: the flat
+    rows are bisected in a gathered sub-batch of 4, 8 or 16 rows (the smallest that holds
+    them), or with the whole batch beyond 16; every row equals the sorted oracle."""
+    assert fallback_sizes(20) == (4, 8, 16) and fallback_sizes(4) == () and fallback_sizes(5) == (4,)
     rng = np.random.default_rng(flat_rows)
-    rows = [rng.normal(size=2000) * 8 for _ in range(10)]
-    for i in rng.choice(10, flat_rows, replace=False):
+    rows = [rng.normal(size=2000) * 8 for _ in range(20)]
+    for i in rng.choice(20, flat_rows, replace=False):
         rows[i] = rng.normal(size=2000) * 0.05
     logits = np.asarray(rows, np.float32)
-    warped = np.asarray(warp_logits(logits, 1.0, 0, 0.9, True))
+    warped = np.asarray(jax.jit(lambda x: warp_logits(x, 1.0, 0, 0.9, True))(logits))
     for row, got in zip(logits, warped):
         np.testing.assert_array_equal(np.isfinite(got), _nucleus_oracle(row, 1.0, 0, 0.9))
 

@@ -67,8 +67,9 @@ def _bisect_nucleus_threshold(logits_BxV, probs_BxV, top_p) -> jax.Array:
     return _from_ordered_key(hi)
 
 
-def _thresholds(logits_BxV, top_k: int, top_p, use_top_p: bool) -> jax.Array:
-    """Per row, the smallest logit kept by top-k and top-p together."""
+def _thresholds(logits_BxV, top_k: int, top_p, use_top_p: bool, active_B=None) -> jax.Array:
+    """Per row, the smallest logit kept by top-k and top-p together (exact for `active_B` rows;
+    the others, e.g. finished or padding rows, are never bisected)."""
     vocab = logits_BxV.shape[-1]
     n_candidates = min(top_k, vocab) if top_k else min(NUCLEUS_CANDIDATES, vocab)
     candidates_BxC, _ = lax.top_k(logits_BxV, n_candidates)
@@ -84,6 +85,8 @@ def _thresholds(logits_BxV, top_k: int, top_p, use_top_p: bool) -> jax.Array:
     if not top_k and n_candidates < vocab:
         # The nucleus ends among the candidates iff their mass reaches top_p.
         inside_B = mass_before[:, -1] + probs_BxC[:, -1] >= top_p
+        if active_B is not None:
+            inside_B = inside_B | ~active_B
         nucleus_B = _bisect_rows_outside(logits_BxV, log_z_B1, top_p, nucleus_B, inside_B)
     return jnp.maximum(threshold_B, nucleus_B)
 
@@ -118,22 +121,29 @@ def _bisect_rows_outside(logits_BxV, log_z_B1, top_p, nucleus_B, inside_B) -> ja
         return jnp.where(inside_B, nucleus_B, bisected)
 
     branches = [lambda: nucleus_B] + [functools.partial(some, rows) for rows in sizes] + [every]
-    # 0: none outside; i: the i-th size is the first to hold them; len(sizes) + 1: every row.
+    return lax.switch(fallback_branch(outside, sizes), branches)
+
+
+def fallback_branch(outside, sizes: tuple[int, ...]):
+    """Which bisection `outside` rows take: 0 none; i (1 ≤ i ≤ len(sizes)) the i-th of `sizes`,
+    the first that holds them; len(sizes) + 1 every row."""
     needed = 1 + (jnp.sum(jnp.asarray(sizes) < outside) if sizes else 0)
-    index = jnp.where(outside == 0, 0, needed)
-    return lax.switch(index, branches)
+    return jnp.where(outside == 0, 0, needed)
 
 
-def warp_logits(logits_BxV: jax.Array, temperature, top_k: int, top_p, use_top_p: bool) -> jax.Array:
+def warp_logits(logits_BxV: jax.Array, temperature, top_k: int, top_p, use_top_p: bool,
+                active_B: jax.Array | None = None) -> jax.Array:
     """Temperature, then top-k, then top-p (nucleus) filtering; filtered entries are −inf.
 
     top-p keeps token i (in descending order) if the mass strictly before it is < top_p, so
-    the most likely token is always kept. `top_k` and `use_top_p` are static.
+    the most likely token is always kept. `top_k` and `use_top_p` are static. `active_B`
+    (optional) marks the rows whose result is used: the others (finished or padding rows) do
+    not make the batch pay for a bisection, and their filtering is not exact.
     """
     logits = logits_BxV.astype(jnp.float32) / jnp.maximum(temperature, 1e-6)
     if not (top_k or use_top_p):
         return logits
-    threshold_B = _thresholds(logits, top_k, top_p, use_top_p)
+    threshold_B = _thresholds(logits, top_k, top_p, use_top_p, active_B)
     return jnp.where(logits >= threshold_B[:, None], logits, -jnp.inf)
 
 

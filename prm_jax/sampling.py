@@ -159,7 +159,8 @@ def _choose(logits_BxV: jax.Array, state: _State, settings: dict, eos_ids: jax.A
         token_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
         sampling_lp_B = jnp.zeros(token_B.shape, jnp.float32)
     else:
-        warped = warp_logits(logits_BxV, settings["temperature"], top_k, settings["top_p"], use_top_p)
+        warped = warp_logits(logits_BxV, settings["temperature"], top_k, settings["top_p"], use_top_p,
+                             active_B=~state.done_B)
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, state.step))(state.keys_B)
         token_B, sampling_lp_B = sample_with_log_prob(step_keys, warped)
     # log softmax(logits)[token], without materialising the [B,V] log-probabilities.

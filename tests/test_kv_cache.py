@@ -71,24 +71,39 @@ def test_model_is_causal():
     assert np.abs(later).max() == 0.0 and np.abs(earlier).max() > 0.0
 
 
-def test_a_fresh_cache_prefill_equals_attending_to_the_empty_cache():
-    """`fresh_cache=True` (the prompt attends to itself only, not to the cache's empty slots)
-    gives the hidden states and the cache that attending to the whole empty cache gives, and
-    decoding from either cache continues identically; it needs a cache."""
+@pytest.mark.parametrize("cache_dtype", [None, "bfloat16"])
+def test_a_fresh_cache_prefill_equals_attending_to_the_empty_cache(cache_dtype):
+    """`fresh_cache=True` (the prompt attends to itself only, not to the cache's slots) gives
+    the hidden states and the cache that attending to the whole empty cache gives — also with
+    a lower-precision cache, whose rounding the prompt then sees too — and decoding from
+    either cache continues identically. It never reads the cache: a cache full of other
+    valid entries gives the same result. It needs a cache."""
+    import jax.numpy as jnp
+
+    dtype = jnp.dtype(cache_dtype) if cache_dtype else None
     model = build_model(CONFIG, seed=0)
     prompt, prompt_mask = _left_padded([6, 3, 1], 6, seed=2)
-    empty = KVCache.init(CONFIG, batch=3, max_len=16)
+    empty = KVCache.init(CONFIG, batch=3, max_len=16, dtype=dtype)
     want, want_cache = model.backbone(prompt, mask_BxT=prompt_mask, cache=empty)
     got, got_cache = model.backbone(prompt, mask_BxT=prompt_mask, cache=empty, fresh_cache=True)
-    np.testing.assert_allclose(np.asarray(got)[prompt_mask], np.asarray(want)[prompt_mask],
-                               atol=1e-6)
+    rng = np.random.default_rng(5)
+    used = empty.replace(
+        keys=tuple(jnp.asarray(rng.normal(size=k.shape), k.dtype) for k in empty.keys),
+        values=tuple(jnp.asarray(rng.normal(size=v.shape), v.dtype) for v in empty.values),
+        valid_BxS=jnp.ones_like(empty.valid_BxS), length=jnp.int32(9))
+    reused, reused_cache = model.backbone(prompt, mask_BxT=prompt_mask, cache=used, fresh_cache=True)
+    for other in (got, reused):
+        np.testing.assert_allclose(np.asarray(other)[prompt_mask], np.asarray(want)[prompt_mask],
+                                   atol=1e-6)
     valid = np.asarray(want_cache.valid_BxS)
-    np.testing.assert_array_equal(np.asarray(got_cache.valid_BxS), valid)
-    for a, b in zip(got_cache.keys + got_cache.values, want_cache.keys + want_cache.values):
-        # [B,K,S,H]: compare the valid slots (a pad slot's entry is never attended to).
-        np.testing.assert_allclose(np.asarray(a).transpose(0, 2, 1, 3)[valid],
-                                   np.asarray(b).transpose(0, 2, 1, 3)[valid], atol=1e-6)
-    assert int(got_cache.length) == int(want_cache.length) == 6
+    for cache in (got_cache, reused_cache):
+        np.testing.assert_array_equal(np.asarray(cache.valid_BxS), valid)
+        assert int(cache.length) == int(want_cache.length) == 6
+        for a, b in zip(cache.keys + cache.values, want_cache.keys + want_cache.values):
+            # [B,K,S,H]: compare the valid slots (a pad slot's entry is never attended to).
+            np.testing.assert_allclose(np.asarray(a, np.float32).transpose(0, 2, 1, 3)[valid],
+                                       np.asarray(b, np.float32).transpose(0, 2, 1, 3)[valid],
+                                       atol=1e-6)
     step = np.array([[7], [8], [9]], np.int32)
     after_got, _ = model.backbone(step, cache=got_cache)
     after_want, _ = model.backbone(step, cache=want_cache)

@@ -5,7 +5,8 @@ import numpy as np
 import pytest
 from scipy import stats
 
-from prm_jax.logit_filters import fallback_sizes, sample, warp_logits
+from prm_jax.logit_filters import (fallback_branch, fallback_sizes, sample,
+                                   sample_with_log_prob, warp_logits)
 
 
 def _nucleus_oracle(logits, temperature, top_k, top_p):
@@ -53,6 +54,44 @@ def test_only_the_flat_rows_of_a_batch_are_bisected_and_all_rows_are_exact(flat_
     warped = np.asarray(jax.jit(lambda x: warp_logits(x, 1.0, 0, 0.9, True))(logits))
     for row, got in zip(logits, warped):
         np.testing.assert_array_equal(np.isfinite(got), _nucleus_oracle(row, 1.0, 0, 0.9))
+
+
+def test_the_fallback_takes_the_smallest_gathered_size_that_holds_the_rows():
+    sizes = fallback_sizes(20)
+    branch = {o: int(fallback_branch(o, sizes)) for o in (0, 1, 4, 5, 8, 9, 16, 17, 20)}
+    assert branch == {0: 0, 1: 1, 4: 1, 5: 2, 8: 2, 9: 3, 16: 3, 17: 4, 20: 4}
+    assert [int(fallback_branch(o, fallback_sizes(4))) for o in (0, 1, 4)] == [0, 1, 1]
+
+
+def test_inactive_rows_are_not_bisected_and_active_rows_stay_exact():
+    """Finished or padding rows (active_B False) with flat logits do not count as needing the
+    bisection: they keep only their candidates, while the active rows are exact."""
+    rng = np.random.default_rng(11)
+    logits = np.asarray([rng.normal(size=2000) * 8 for _ in range(8)]
+                        + [rng.normal(size=2000) * 0.05 for _ in range(8)], np.float32)
+    active = np.arange(16) < 10  # rows 8 and 9 are flat and active, 10…15 flat and inactive
+    warped = np.asarray(jax.jit(lambda x, a: warp_logits(x, 1.0, 0, 0.9, True, active_B=a))(
+        logits, active))
+    for row, got in zip(logits[:10], warped[:10]):
+        np.testing.assert_array_equal(np.isfinite(got), _nucleus_oracle(row, 1.0, 0, 0.9))
+    assert (np.isfinite(warped[10:]).sum(-1) <= 16).all()
+    assert (_nucleus_oracle(logits[10], 1.0, 0, 0.9).sum() > 1000)
+
+
+@pytest.mark.parametrize("temperature,top_k,top_p", [(1.0, 0, 1.0), (0.7, 0, 0.9), (1.3, 40, 0.95),
+                                                     (0.05, 0, 0.5)])
+def test_the_draw_returns_the_log_probability_of_its_token(temperature, top_k, top_p):
+    """sample_with_log_prob's log p equals log_softmax(warped)[token] (filtered entries −inf;
+    a vocabulary that is not a multiple of the block)."""
+    rng = np.random.default_rng(3)
+    logits = np.asarray(rng.normal(size=(6, 1000)) * 3, np.float32)
+    warped = warp_logits(logits, temperature, top_k, top_p, top_p < 1.0)
+    keys = jax.random.split(jax.random.key(0), 6)
+    tokens, log_p = sample_with_log_prob(keys, warped)
+    expected = np.take_along_axis(np.asarray(jax.nn.log_softmax(warped, -1)),
+                                  np.asarray(tokens)[:, None], -1)[:, 0]
+    np.testing.assert_allclose(np.asarray(log_p), expected, atol=1e-5)
+    np.testing.assert_array_equal(np.asarray(tokens), np.asarray(sample(keys, warped)))
 
 
 def _draws(logits, n, block, seed=0):

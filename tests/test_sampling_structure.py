@@ -210,8 +210,8 @@ def test_a_call_split_into_prefill_batches_samples_what_one_batch_samples(model,
 
 def test_a_memory_bound_splits_a_call_without_changing_its_samples(model, tokenizer):
     """max_batch_bytes bounds a batch by estimated memory after padding: 13 prompts (n = 2,
-    padded to multiples of 4) under a budget of nine prompts' estimate run in batches of 8 and
-    sample what one batch samples; no budget gives a batch fewer prompts than one padding step."""
+    padded to multiples of 4) under a budget of nine prompts' estimate run in two batches
+    (7 + 6, both padded to 8) and sample what one batch samples; no budget gives a batch fewer prompts than one padding step."""
     prompts = _prompts(13, seed=4)
     config = SamplingConfig(temperature=1.0, n=2, max_new_tokens=12, eos_ids=())
     whole = Sampler(model, tokenizer, max_prefill_tokens=None, max_batch_bytes=None)

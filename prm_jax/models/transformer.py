@@ -132,10 +132,15 @@ class Attention(nnx.Module):
             cache_k = jax.lax.dynamic_update_slice(cache_k, k_BxKxTxH.astype(cache_k.dtype), start)
             cache_v = jax.lax.dynamic_update_slice(cache_v, v_BxKxTxH.astype(cache_v.dtype), start)
             new_kv = (cache_k, cache_v)
-        if kv is not None and not new_only:
-            k_BxKxSxH, v_BxKxSxH = cache_k.astype(q_BxTxNxH.dtype), cache_v.astype(q_BxTxNxH.dtype)
-        else:
+        if kv is None:
             k_BxKxSxH, v_BxKxSxH = k_BxKxTxH, v_BxKxTxH
+        elif new_only:
+            # Rounded to the cache's dtype as later steps will read them, so the prefill
+            # attends to what attending to the cache would give.
+            k_BxKxSxH = k_BxKxTxH.astype(cache_k.dtype).astype(q_BxTxNxH.dtype)
+            v_BxKxSxH = v_BxKxTxH.astype(cache_v.dtype).astype(q_BxTxNxH.dtype)
+        else:
+            k_BxKxSxH, v_BxKxSxH = cache_k.astype(q_BxTxNxH.dtype), cache_v.astype(q_BxTxNxH.dtype)
         b, t, n, h = q_BxTxNxH.shape
         k = cfg.num_kv_heads
         q_BxKxGTxH = q_BxTxNxH.reshape(b, t, k, n // k, h).transpose(0, 2, 3, 1, 4).reshape(
@@ -264,8 +269,10 @@ class Decoder(nnx.Module):
         run_block = _run_block_remat if (cfg.remat and cache is None) else _run_block
         for i, layer in enumerate(self.layers):
             kv = (cache.keys[i], cache.values[i]) if cache is not None else None
+            # fresh_cache only with a cache: the recomputed (remat) path, cache-free, never sees it.
+            extra = (fresh_cache,) if cache is not None else ()
             x_BxTxD, new_kv = run_block(layer, x_BxTxD, positions_BxT, mask_BxTxS, inv_freq, kv,
-                                        write_at, fresh_cache)
+                                        write_at, *extra)
             if new_kv is not None:
                 new_keys.append(new_kv[0])
                 new_values.append(new_kv[1])

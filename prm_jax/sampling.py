@@ -155,18 +155,18 @@ def _choose(logits_BxV: jax.Array, state: _State, settings: dict, eos_ids: jax.A
             top_k: int, use_top_p: bool, greedy: bool) -> _State:
     """Samples the next token of every live row from its logits and records it at `step`."""
     logits_BxV = logits_BxV.astype(jnp.float32)
+    live_B = ~state.done_B
     if greedy:
         token_B = jnp.argmax(logits_BxV, axis=-1).astype(jnp.int32)
         sampling_lp_B = jnp.zeros(token_B.shape, jnp.float32)
     else:
         warped = warp_logits(logits_BxV, settings["temperature"], top_k, settings["top_p"], use_top_p,
-                             active_B=~state.done_B)
+                             active_B=live_B)
         step_keys = jax.vmap(lambda k: jax.random.fold_in(k, state.step))(state.keys_B)
         token_B, sampling_lp_B = sample_with_log_prob(step_keys, warped)
     # log softmax(logits)[token], without materialising the [B,V] log-probabilities.
     lp_B = (jnp.take_along_axis(logits_BxV, token_B[:, None], axis=-1)[:, 0]
             - jax.nn.logsumexp(logits_BxV, axis=-1))
-    live_B = ~state.done_B
     idx = state.step
     tokens = state.tokens_BxN.at[:, idx].set(jnp.where(live_B, token_B, 0))
     logprobs = state.logprobs_BxN.at[:, idx].set(jnp.where(live_B, lp_B, 0.0))
@@ -469,8 +469,9 @@ class Sampler:
         not a second set for a remainder. Padding stays within one row bucket of the batch
         size, or reaches `min_rows` rows, and never goes beyond `prompts_per_batch`."""
         per_batch = self.prompts_per_batch(p_len, n, max_new_tokens)
-        batches = -(-max(count, 1) // per_batch)
-        size = -(-max(count, 1) // batches)
+        count = max(count, 1)
+        batches = -(-count // per_batch)
+        size = -(-count // batches)
         floor = -(-self.min_rows // n)  # prompts whose rows reach min_rows
         return size, min(self.padded_prompts(max(size, floor), n), per_batch)
 
